@@ -9,7 +9,7 @@ follows the authors' code so the prompts, and hence the heatmaps, match theirs.
 from __future__ import annotations
 
 from vgem.errors import InputError
-from vgem.extractors.base import Extraction
+from vgem.extractors.base import Extraction, has_words
 
 
 def split_camel_case(label: str) -> str:
@@ -41,6 +41,8 @@ def normalize_label(query: str) -> str:
     text = " ".join(query.split())
     if not text:
         raise InputError("The query is empty; give the action to find, e.g. 'cut onion'.")
+    if not has_words(text):
+        raise InputError(f"The query {query!r} has no words; give the action to find.")
     if "_" in text:
         text = " ".join(part for part in text.replace("_", " ").split())
     elif is_camel_case(text):

@@ -1,0 +1,137 @@
+"""V-HICO, human-object interaction in video (Li et al., "Detecting
+Human-Object Interactions in Videos by Modeling the Temporal Evolution of
+Interactions", 2021).
+
+Release: ``gt_bbox_test.json`` which, despite its name, is a pickle (read
+through :mod:`vgem.eval.safe_pickle`); looked for at ``<root>``, ``data/``,
+``gt_annotations/`` and ``data/gt_annotations/``. ``annos[class][video]`` is a
+list of annotated keyframes, each with ``path`` (``.../<frame>.jpg``),
+``label`` (the interaction, e.g. "cut onion"), ``human`` and ``object`` (lists
+of [x1, y1, x2, y2] in pixels), ``height`` and ``width``.
+
+One sample per keyframe:
+
+- ``boxes``: the union box of all human and object boxes, the VideoGEM
+  authors' ground truth; ``human_boxes`` and ``object_boxes`` keep the parts.
+- ``frame_size``: (``width``, ``height``) from the annotation.
+- ``video``: ``VHICO-Keyframes/<path>``, the keyframe image itself (the
+  authors' image folder), as a one-frame video: ``frame`` 0. A folder of
+  keyframes would not do, since a frame folder's frames are numbered by
+  position and the keyframes are sparse. The authors' ViCLIP runs read
+  eight frames, four apart, around each keyframe from their own extraction
+  of the test videos (``extracted_frames/test/<class>/<video>/<n>.jpg``),
+  which is not published; from the keyframe alone a video backbone sees it
+  repeated, the paper's image mode (Table 5). A manifest pointing at the
+  videos is the way to reproduce the video-mode figure.
+- ``query`` and ``class``: ``label``, which is what the authors prompt with
+  and group their mAP by.
+- ``id``: ``<class>/<video>/<frame number from the file name>``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import numpy as np
+
+from vgem.errors import DatasetError
+from vgem.eval.datasets.base import UniqueIds, dataset_root, find_annotation, make_sample
+from vgem.eval.manifest import ManifestProblem, Sample
+from vgem.eval.safe_pickle import safe_load
+
+ANNOTATION_CANDIDATES = (
+    "gt_bbox_test.json",
+    "data/gt_bbox_test.json",
+    "gt_annotations/gt_bbox_test.json",
+    "data/gt_annotations/gt_bbox_test.json",
+)
+KEYFRAME_FOLDER = "VHICO-Keyframes"
+KEYFRAME_FIELDS = ("path", "label", "human", "object", "height", "width")
+
+
+def union_box(boxes: list[list[float]]) -> list[float]:
+    """The smallest box holding all the given boxes."""
+    return [
+        min(box[0] for box in boxes),
+        min(box[1] for box in boxes),
+        max(box[2] for box in boxes),
+        max(box[3] for box in boxes),
+    ]
+
+
+class VHico:
+    name = "vhico"
+    description = "V-HICO: test keyframes (gt_bbox_test.json), union of human and object"
+
+    def read(self, root: Path) -> Iterator[Sample | ManifestProblem]:
+        folder = dataset_root(root)
+        path = find_annotation(folder, ANNOTATION_CANDIDATES, "V-HICO gt_bbox_test.json")
+        release = safe_load(path)
+        if not (isinstance(release, dict) and isinstance(release.get("annos"), dict)):
+            raise DatasetError(f"{path.name} has no 'annos' table; is it the V-HICO release?")
+        return self._samples(release["annos"], path.name)
+
+    def _samples(self, annotations: dict, source: str) -> Iterator[Sample | ManifestProblem]:
+        ids = UniqueIds()
+        for class_key, videos in annotations.items():
+            if not isinstance(videos, dict):
+                yield ManifestProblem(source, f"class {class_key!r}: expected videos")
+                continue
+            for video_key, keyframes in videos.items():
+                if not isinstance(keyframes, (list, tuple)):
+                    reason = f"class {class_key!r} video {video_key!r}: expected keyframes"
+                    yield ManifestProblem(source, reason)
+                    continue
+                for position, keyframe in enumerate(keyframes):
+                    where = f"class {class_key!r} video {video_key!r} keyframe {position}"
+                    yield self._keyframe_sample(keyframe, ids, class_key, video_key, where, source)
+
+    def _keyframe_sample(
+        self, keyframe: Any, ids: UniqueIds, class_key: str, video_key: str, where: str, source: str
+    ) -> Sample | ManifestProblem:
+        if not isinstance(keyframe, dict):
+            return ManifestProblem(source, f"{where}: expected an object")
+        missing = [field for field in KEYFRAME_FIELDS if field not in keyframe]
+        if missing:
+            return ManifestProblem(source, f"{where}: missing {', '.join(missing)}")
+        image = PurePosixPath(str(keyframe["path"]))
+        if not image.stem.isdigit():
+            return ManifestProblem(source, f"{where}: no frame number in path {str(image)!r}")
+        try:
+            human_boxes = _rows(keyframe["human"])
+            object_boxes = _rows(keyframe["object"])
+        except (ValueError, TypeError) as error:
+            return ManifestProblem(source, f"{where}: unreadable boxes ({error})")
+        if not human_boxes and not object_boxes:
+            return ManifestProblem(source, f"{where}: no human or object box")
+        return make_sample(
+            source,
+            where,
+            id=ids.make(f"{class_key}/{video_key}/{int(image.stem)}"),
+            video=f"{KEYFRAME_FOLDER}/{image}",
+            frame=0,
+            query=keyframe["label"],
+            class_name=keyframe["label"],
+            boxes=[union_box(human_boxes + object_boxes)],
+            human_boxes=human_boxes,
+            object_boxes=object_boxes,
+            dataset=self.name,
+            frame_size=(keyframe["width"], keyframe["height"]),
+        )
+
+
+def _rows(value: Any) -> list[list[float]]:
+    """Boxes given as a list of boxes or an (n, 4) array, as rows of 4 floats."""
+    array = np.asarray(value, dtype=np.float64)
+    if array.size == 0:
+        return []
+    if array.ndim == 1:
+        array = array.reshape(1, -1)
+    if array.ndim != 2 or array.shape[1] < 4:
+        raise ValueError(f"boxes should be [x1, y1, x2, y2] rows, got shape {array.shape}")
+    return array[:, :4].tolist()
+
+
+VHICO = VHico()

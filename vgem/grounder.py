@@ -1,0 +1,425 @@
+"""The Grounder: video + queries in, points in original-video pixels out.
+
+It ties the stages together and owns nothing they compute: clips come from
+vgem.video, the visual pass from vgem.gem, layer weights from
+vgem.weighting, heatmaps and points from vgem.heatmaps, the final point from
+an aggregator plugin. Each batch of clips gets exactly one visual pass, and
+every prompt of every query is read off it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from vgem.errors import InputError, PluginError, SettingsError
+from vgem.prompts import PROMPT_ROLES, QueryPrompts, build_prompts
+from vgem.results import (
+    CandidateScore,
+    GroundedTime,
+    GroundingResult,
+    QueryResult,
+    VideoSummary,
+)
+from vgem.settings import Settings
+
+if TYPE_CHECKING:
+    import torch
+
+    from vgem.backbones.base import BackboneAdapter
+    from vgem.gem import GemPass
+
+Progress = Callable[[int, int], None]
+
+
+@dataclass
+class _ClipBatch:
+    positions: list[int]
+    pixels: torch.Tensor
+
+
+@dataclass
+class _PromptTable:
+    """All prompt texts of a run, embedded once, and where each query's live."""
+
+    texts: list[str]
+    embeddings: torch.Tensor
+    verb_rows: list[list[int]]
+    object_rows: list[list[int]]
+    action_rows: list[int]
+
+
+class Grounder:
+    """Ground action queries in videos with VideoGEM.
+
+    ``backbone`` names a ``vgem.backbones`` plugin (``clip-b16``,
+    ``openclip:ARCH@TAG``, …) loaded from ``weights`` or the hub cache;
+    ``adapter`` passes an already-built backbone instead. Keyword settings are
+    those of :class:`vgem.settings.Settings`.
+    """
+
+    def __init__(
+        self,
+        backbone: str | None = None,
+        weights: str | None = None,
+        *,
+        adapter: BackboneAdapter | None = None,
+        **settings: Any,
+    ) -> None:
+        from vgem import plugins
+        from vgem.backbones import DEFAULT_BACKBONE, load_backbone
+        from vgem.gem import GemConfig
+
+        self.settings = Settings.from_options(**settings)
+        self.adapter = adapter or load_backbone(backbone or DEFAULT_BACKBONE, weights)
+        self.device = _resolve_device(self.settings.device)
+        self.adapter.to(self.device)
+        self.adapter.module.eval()
+        video_attention = self.settings.video_attention
+        if video_attention == "auto":
+            video_attention = "released" if self.adapter.is_video else "joint"
+        needs_removal = self.settings.weighting in ("dynamic", "combined")
+        self.gem_config = GemConfig(
+            depth=self.settings.depth,
+            iterations=self.settings.iterations,
+            temperature=self.settings.temperature,
+            video_attention=video_attention,
+            outside_weight=self.settings.outside_weight,
+            removal_layers=self.settings.dynamic_layers if needs_removal else 0,
+        )
+        self.gem_config.validate(self.adapter)
+        self.extractor = _instantiate(plugins.load("vgem.extractors", self.settings.extractor))
+        self.aggregator = _instantiate(plugins.load("vgem.aggregators", self.settings.aggregator))
+        self._text_cache: dict[str, torch.Tensor] = {}
+        self._autocast = _autocast_factory(self.device, self.settings.precision)
+
+    @property
+    def effective_settings(self) -> dict[str, Any]:
+        """The settings with 'auto' choices resolved, as recorded in results."""
+        recorded = self.settings.to_dict()
+        recorded["video_attention"] = self.gem_config.video_attention
+        recorded["device"] = str(self.device)
+        return recorded
+
+    # -- prompts ---------------------------------------------------------------
+
+    def prompts_for(self, queries: Sequence[str]) -> list[QueryPrompts]:
+        """Extract and template each query's prompts (no model work)."""
+        if isinstance(queries, str):
+            queries = [queries]
+        if not queries:
+            raise InputError("Give at least one query, e.g. 'cut onion'.")
+        built = []
+        for query in queries:
+            if not isinstance(query, str) or not query.strip():
+                raise InputError("A query is empty; give the action to find, e.g. 'cut onion'.")
+            extraction = self.extractor.extract(query)
+            built.append(build_prompts(query, extraction, self.settings.templates))
+        return built
+
+    def embed_texts(self, texts: Sequence[str]) -> torch.Tensor:
+        """Normalized text embeddings ``[P, D]``, each prompt encoded once per Grounder."""
+        import torch
+        import torch.nn.functional as F
+
+        missing = [text for text in dict.fromkeys(texts) if text not in self._text_cache]
+        if missing:
+            with torch.inference_mode(), self._autocast():
+                encoded = self.adapter.encode_text(missing).float()
+            for text, embedding in zip(missing, F.normalize(encoded, dim=-1), strict=True):
+                self._text_cache[text] = embedding
+        return torch.stack([self._text_cache[text] for text in texts])
+
+    def _prompt_table(self, prompts: list[QueryPrompts]) -> _PromptTable:
+        texts: list[str] = []
+        row_of: dict[str, int] = {}
+
+        def row(text: str) -> int:
+            if text not in row_of:
+                row_of[text] = len(texts)
+                texts.append(text)
+            return row_of[text]
+
+        verb_rows = [[row(text) for text in query.verb_candidates] for query in prompts]
+        object_rows = [[row(text) for text in query.object_candidates] for query in prompts]
+        action_rows = [row(query.action) for query in prompts]
+        return _PromptTable(texts, self.embed_texts(texts), verb_rows, object_rows, action_rows)
+
+    def _truncation_warnings(self, query: QueryPrompts) -> list[str]:
+        limit = self.adapter.context_length
+        return [
+            f"prompt truncated to {limit} tokens: {text!r}"
+            for text in query.texts
+            if self.adapter.count_tokens(text) > limit
+        ]
+
+    # -- grounding ---------------------------------------------------------------
+
+    def ground(
+        self,
+        video: str | Path,
+        queries: str | Sequence[str],
+        *,
+        fps: float | None = None,
+        at: Sequence[float] | None = None,
+        every_frame: bool = False,
+        source_fps: float = 1.0,
+        progress: Progress | None = None,
+    ) -> GroundingResult:
+        """Where each query happens at each grounded time of ``video``.
+
+        Grounded times: ``at`` (seconds), every frame, or ``fps`` per second
+        (default 1). ``source_fps`` is the frame rate of a frame folder.
+        ``progress(done, total)`` is called as clips are grounded.
+        """
+        from vgem import video as video_io
+
+        prompts = self.prompts_for([queries] if isinstance(queries, str) else list(queries))
+        info = video_io.probe_video(video, source_fps=source_fps)
+        times = video_io.grounded_times(
+            info, fps=fps, at=list(at) if at is not None else None, every_frame=every_frame
+        )
+        table = self._prompt_table(prompts)
+        per_query: list[list[GroundedTime | None]] = [[None] * len(times) for _ in prompts]
+        grid = self.adapter.token_layout().grid
+        similarity = np.zeros((len(times), len(prompts), len(PROMPT_ROLES), *grid), np.float32)
+        done = 0
+        if progress:
+            progress(0, len(times))
+        for batch in self._batches(info, times):
+            grounded, maps = self._ground_batch(batch, info, times, prompts, table)
+            for slot, position in enumerate(batch.positions):
+                similarity[position] = maps[slot]
+                for query_index, entry in enumerate(grounded[slot]):
+                    per_query[query_index][position] = entry
+            done += len(batch.positions)
+            if progress:
+                progress(done, len(times))
+        return GroundingResult(
+            video=VideoSummary(
+                path=str(info.path),
+                fps=info.fps,
+                frame_count=info.frame_count,
+                width=info.width,
+                height=info.height,
+                duration=info.duration,
+                is_frame_folder=info.is_frame_folder,
+            ),
+            backbone=self.adapter.name,
+            weights=self.adapter.weights_source,
+            input_size=self.adapter.preprocessing.input_size,
+            settings=self.effective_settings,
+            queries=[
+                QueryResult(
+                    query=query.query,
+                    prompts=_chosen_prompts(query, entries),
+                    extractor=query.extraction.extractor,
+                    times=list(entries),
+                    verb_candidates=list(query.verb_candidates),
+                    object_candidates=list(query.object_candidates),
+                    warnings=[*query.extraction.warnings, *self._truncation_warnings(query)],
+                )
+                for query, entries in zip(prompts, per_query, strict=True)
+            ],
+            times=np.asarray(times, dtype=np.float64),
+            frames=np.asarray([video_io.frame_index_at(info, t) for t in times], dtype=np.int64),
+            similarity=similarity,
+        )
+
+    def _batches(self, info, times: list[float]):
+        """Clips of ``batch_size`` grounded times, decoded at model resolution."""
+        import torch
+
+        from vgem import video as video_io
+
+        preprocessing = self.adapter.preprocessing
+        size = preprocessing.input_size
+        clips = video_io.iter_clips(
+            info,
+            times,
+            size=(size, size),
+            frames_per_clip=preprocessing.frames_per_clip,
+            target_index=preprocessing.target_index,
+            step=self.settings.clip_step,
+            image_mode=self.settings.image_mode,
+        )
+        positions: list[int] = []
+        pixels: list[torch.Tensor] = []
+        for position, clip in clips:
+            positions.append(position)
+            pixels.append(video_io.clip_to_tensor(clip, preprocessing.mean, preprocessing.std))
+            if len(positions) == self.settings.batch_size:
+                yield _ClipBatch(positions, torch.stack(pixels).to(self.device))
+                positions, pixels = [], []
+        if positions:
+            yield _ClipBatch(positions, torch.stack(pixels).to(self.device))
+
+    def forward(self, pixels: torch.Tensor) -> GemPass:
+        """The single visual pass for a batch of normalized clips ``[B, T, 3, S, S]``."""
+        import torch
+
+        from vgem.gem import gem_forward
+
+        with torch.inference_mode(), self._autocast():
+            return gem_forward(
+                self.adapter, pixels, self.gem_config, self.adapter.preprocessing.target_index
+            )
+
+    def prompt_heatmaps(self, gem_pass: GemPass, text_embeddings: torch.Tensor):
+        """Similarity maps ``[B, P, h, w]``, heatmaps ``[B, P, S, S]`` and points
+        ``[B, P, 2]`` for per-clip prompt embeddings ``[B, P, D]``."""
+        import torch
+
+        from vgem.gem import similarity_maps
+        from vgem.heatmaps import heatmaps_and_points
+        from vgem.weighting import layer_weights
+
+        with torch.inference_mode(), self._autocast():
+            weights = layer_weights(
+                self.settings.weighting,
+                terms=gem_pass.terms.shape[0],
+                removal_embeddings=gem_pass.removal_embeddings,
+                text_embeddings=text_embeddings,
+                static_weights=self.settings.static_weights,
+                dynamic_layers=self.settings.dynamic_layers,
+                dynamic_temperature=self.settings.dynamic_temperature,
+            )
+            maps = similarity_maps(self.adapter, gem_pass, weights, text_embeddings).float()
+        heatmaps, points = heatmaps_and_points(maps, self.adapter.preprocessing.input_size)
+        return maps, heatmaps, points
+
+    def _ground_batch(self, batch: _ClipBatch, info, times, prompts, table: _PromptTable):
+        import torch
+        import torch.nn.functional as F
+
+        from vgem import video as video_io
+        from vgem.heatmaps import to_original_pixels
+
+        gem_pass = self.forward(batch.pixels)
+        clip_embedding = F.normalize(gem_pass.class_embedding.float(), dim=-1)
+        text = table.embeddings.to(clip_embedding.device)
+        clip_text_cosine = clip_embedding @ text.T  # [B, all prompts]
+        chosen_rows = torch.tensor(
+            [
+                [
+                    row
+                    for q in range(len(prompts))
+                    for row in (
+                        _best(table.verb_rows[q], clip_text_cosine[b]),
+                        _best(table.object_rows[q], clip_text_cosine[b]),
+                        table.action_rows[q],
+                    )
+                ]
+                for b in range(len(batch.positions))
+            ],
+            device=text.device,
+        )
+        maps, heatmaps, points = self.prompt_heatmaps(gem_pass, text[chosen_rows])
+        roles = len(PROMPT_ROLES)
+        size = self.adapter.preprocessing.input_size
+        frame_size = (info.width, info.height)
+        grounded = []
+        for slot, position in enumerate(batch.positions):
+            time = times[position]
+            frame = video_io.frame_index_at(info, time)
+            entries = []
+            for q in range(len(prompts)):
+                rows = slice(q * roles, (q + 1) * roles)
+                model_point = self._final_point(heatmaps[slot, rows], points[slot, rows])
+                prompt_points = {
+                    role: to_original_pixels(tuple(point), size, frame_size)
+                    for role, point in zip(PROMPT_ROLES, points[slot, rows].tolist(), strict=True)
+                }
+                candidates = _candidate_scores(table, q, clip_text_cosine[slot].tolist())
+                chosen = chosen_rows[slot, rows].tolist()
+                entries.append(
+                    GroundedTime(
+                        time=float(time),
+                        frame=frame,
+                        point=to_original_pixels(model_point, size, frame_size),
+                        model_point=model_point,
+                        prompt_points=prompt_points,
+                        score=float(clip_text_cosine[slot, table.action_rows[q]]),
+                        chosen=(
+                            {"verb": table.texts[chosen[0]], "object": table.texts[chosen[1]]}
+                            if candidates
+                            else {}
+                        ),
+                        candidates=candidates,
+                    )
+                )
+            grounded.append(entries)
+        maps = maps.reshape(len(batch.positions), len(prompts), roles, *gem_pass.grid)
+        return grounded, maps.cpu().numpy()
+
+    def _final_point(self, heatmaps: torch.Tensor, points: torch.Tensor) -> tuple[int, int]:
+        mode = self.settings.prompts
+        if mode == "decomposed":
+            x, y = self.aggregator(heatmaps, points)
+            return int(x), int(y)
+        x, y = points[PROMPT_ROLES.index(mode)].tolist()
+        return int(x), int(y)
+
+
+def _best(rows: list[int], cosine: torch.Tensor) -> int:
+    """The candidate row whose prompt matches the clip best (first on ties)."""
+    if len(rows) == 1:
+        return rows[0]
+    scores = cosine[rows]
+    return rows[int(scores.argmax())]
+
+
+def _candidate_scores(table: _PromptTable, query: int, cosine: list[float]):
+    """Per-role candidate similarities, kept only where there was a choice."""
+    scores = {}
+    for role, rows in (("verb", table.verb_rows[query]), ("object", table.object_rows[query])):
+        if len(rows) > 1:
+            scores[role] = [CandidateScore(table.texts[row], cosine[row]) for row in rows]
+    return scores
+
+
+def _chosen_prompts(query: QueryPrompts, entries) -> dict[str, str]:
+    """The prompts of a query: the single candidates, or the first time's choice."""
+    verb = query.verb_candidates[0]
+    obj = query.object_candidates[0]
+    if entries and entries[0] is not None and entries[0].chosen:
+        verb = entries[0].chosen["verb"]
+        obj = entries[0].chosen["object"]
+    return {"verb": verb, "object": obj, "action": query.action}
+
+
+def _instantiate(plugin: Any) -> Any:
+    """Entry points name a class (or factory) built with no arguments."""
+    try:
+        return plugin() if callable(plugin) and isinstance(plugin, type) else plugin
+    except TypeError as error:
+        raise PluginError(f"Plugin {plugin!r} cannot be built without arguments: {error}") from (
+            error
+        )
+
+
+def _resolve_device(choice: str):
+    import torch
+
+    if choice == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if choice == "cuda" and not torch.cuda.is_available():
+        raise SettingsError("--device cuda was asked for, but PyTorch sees no CUDA GPU.")
+    return torch.device(choice)
+
+
+def _autocast_factory(device, precision: str):
+    """A context factory: autocast to bf16/fp16 where asked, nothing for fp32."""
+    import torch
+
+    if precision == "fp32":
+        return contextlib.nullcontext
+    if precision == "fp16" and device.type != "cuda":
+        raise SettingsError("--precision fp16 needs a CUDA GPU; use bf16 on the CPU.")
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
+    return lambda: torch.autocast(device_type=device.type, dtype=dtype)
