@@ -283,17 +283,17 @@ def ground(
             device=device,
             precision=precision,
         )
+        from vgem.extractors.base import normalize_sentence
+        from vgem.video import grounded_times, probe_video
+
+        # Bad queries, videos and times fail here, before any weights are loaded.
+        for query in queries:
+            normalize_sentence(query)
+        info = probe_video(video, source_fps=source_fps)
+        times = grounded_times(info, fps=fps, at=at or None, every_frame=every_frame)
         grounder = Grounder(backbone, weights, **settings)
         with progress_bar("grounding", quiet) as report:
-            result = grounder.ground(
-                video,
-                queries,
-                fps=fps,
-                at=at or None,
-                every_frame=every_frame,
-                source_fps=source_fps,
-                progress=report,
-            )
+            result = grounder.ground(info, queries, at=times, progress=report)
         if heatmaps is not None:
             write_npz(result, heatmaps)
         if video_out is not None:

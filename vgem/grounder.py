@@ -24,7 +24,6 @@ from vgem.results import (
     GroundedTime,
     GroundingResult,
     QueryResult,
-    VideoSummary,
 )
 from vgem.settings import Settings
 
@@ -33,8 +32,29 @@ if TYPE_CHECKING:
 
     from vgem.backbones.base import BackboneAdapter
     from vgem.gem import GemPass
+    from vgem.video import VideoInfo
 
 Progress = Callable[[int, int], None]
+
+
+@dataclass
+class PixelGrounding:
+    """Model-space results for a batch of clips and Q queries.
+
+    ``similarity`` ``[B, Q, 3, h, w]`` raw cosine maps; ``heatmaps``
+    ``[B, Q, 3, S, S]`` upsampled and min-max normalized; ``prompt_points``
+    ``[B, Q, 3, 2]`` their arg-max (x, y); ``points`` the final (x, y) per
+    clip and query; ``scores`` ``[B, Q]`` clip-embedding cosine with the action
+    prompt. Roles are ordered verb, object, action.
+    """
+
+    similarity: torch.Tensor
+    heatmaps: torch.Tensor
+    prompt_points: torch.Tensor
+    points: list[list[tuple[int, int]]]
+    scores: torch.Tensor
+    chosen_rows: torch.Tensor
+    clip_text_cosine: torch.Tensor
 
 
 @dataclass
@@ -162,7 +182,7 @@ class Grounder:
 
     def ground(
         self,
-        video: str | Path,
+        video: str | Path | VideoInfo,
         queries: str | Sequence[str],
         *,
         fps: float | None = None,
@@ -173,6 +193,7 @@ class Grounder:
     ) -> GroundingResult:
         """Where each query happens at each grounded time of ``video``.
 
+        ``video``: a file, a frame folder, or an already probed ``VideoInfo``.
         Grounded times: ``at`` (seconds), every frame, or ``fps`` per second
         (default 1). ``source_fps`` is the frame rate of a frame folder.
         ``progress(done, total)`` is called as clips are grounded.
@@ -180,7 +201,11 @@ class Grounder:
         from vgem import video as video_io
 
         prompts = self.prompts_for([queries] if isinstance(queries, str) else list(queries))
-        info = video_io.probe_video(video, source_fps=source_fps)
+        info = (
+            video
+            if isinstance(video, video_io.VideoInfo)
+            else video_io.probe_video(video, source_fps=source_fps)
+        )
         times = video_io.grounded_times(
             info, fps=fps, at=list(at) if at is not None else None, every_frame=every_frame
         )
@@ -201,15 +226,7 @@ class Grounder:
             if progress:
                 progress(done, len(times))
         return GroundingResult(
-            video=VideoSummary(
-                path=str(info.path),
-                fps=info.fps,
-                frame_count=info.frame_count,
-                width=info.width,
-                height=info.height,
-                duration=info.duration,
-                is_frame_folder=info.is_frame_folder,
-            ),
+            video=info,
             backbone=self.adapter.name,
             weights=self.adapter.weights_source,
             input_size=self.adapter.preprocessing.input_size,
@@ -293,17 +310,35 @@ class Grounder:
         heatmaps, points = heatmaps_and_points(maps, self.adapter.preprocessing.input_size)
         return maps, heatmaps, points
 
-    def _ground_batch(self, batch: _ClipBatch, info, times, prompts, table: _PromptTable):
+    def ground_pixels(
+        self, pixels: torch.Tensor, queries: str | Sequence[str] | list[QueryPrompts]
+    ) -> PixelGrounding:
+        """Ground queries in a batch of already-normalized clips, in model space.
+
+        ``pixels``: ``[B, T, 3, S, S]`` (see ``adapter.preprocessing``). For
+        users who hold tensors rather than videos; :meth:`ground` is this plus
+        decoding and the mapping back to original-video pixels.
+        """
+        if isinstance(queries, str):
+            queries = [queries]
+        prompts = (
+            list(queries)
+            if queries and isinstance(queries[0], QueryPrompts)
+            else self.prompts_for(list(queries))
+        )
+        return self._ground_prompts(pixels.to(self.device), prompts, self._prompt_table(prompts))
+
+    def _ground_prompts(
+        self, pixels: torch.Tensor, prompts: list[QueryPrompts], table: _PromptTable
+    ) -> PixelGrounding:
         import torch
         import torch.nn.functional as F
 
-        from vgem import video as video_io
-        from vgem.heatmaps import to_original_pixels
-
-        gem_pass = self.forward(batch.pixels)
+        gem_pass = self.forward(pixels)
         clip_embedding = F.normalize(gem_pass.class_embedding.float(), dim=-1)
         text = table.embeddings.to(clip_embedding.device)
-        clip_text_cosine = clip_embedding @ text.T  # [B, all prompts]
+        clip_text_cosine = clip_embedding @ text.T  # [B, all prompt texts]
+        batch, roles = pixels.shape[0], len(PROMPT_ROLES)
         chosen_rows = torch.tensor(
             [
                 [
@@ -315,28 +350,51 @@ class Grounder:
                         table.action_rows[q],
                     )
                 ]
-                for b in range(len(batch.positions))
+                for b in range(batch)
             ],
             device=text.device,
         )
         maps, heatmaps, points = self.prompt_heatmaps(gem_pass, text[chosen_rows])
-        roles = len(PROMPT_ROLES)
+        shape = (batch, len(prompts), roles)
+        heatmaps = heatmaps.reshape(*shape, *heatmaps.shape[-2:])
+        points = points.reshape(*shape, 2)
+        final = [
+            [self._final_point(heatmaps[b, q], points[b, q]) for q in range(len(prompts))]
+            for b in range(batch)
+        ]
+        return PixelGrounding(
+            similarity=maps.reshape(*shape, *gem_pass.grid),
+            heatmaps=heatmaps,
+            prompt_points=points,
+            points=final,
+            scores=clip_text_cosine[:, table.action_rows],
+            chosen_rows=chosen_rows.reshape(shape),
+            clip_text_cosine=clip_text_cosine,
+        )
+
+    def _ground_batch(self, batch: _ClipBatch, info, times, prompts, table: _PromptTable):
+        from vgem import video as video_io
+        from vgem.heatmaps import to_original_pixels
+
+        grounding = self._ground_prompts(batch.pixels, prompts, table)
         size = self.adapter.preprocessing.input_size
         frame_size = (info.width, info.height)
         grounded = []
         for slot, position in enumerate(batch.positions):
             time = times[position]
             frame = video_io.frame_index_at(info, time)
+            cosine = grounding.clip_text_cosine[slot].tolist()
             entries = []
             for q in range(len(prompts)):
-                rows = slice(q * roles, (q + 1) * roles)
-                model_point = self._final_point(heatmaps[slot, rows], points[slot, rows])
+                model_point = grounding.points[slot][q]
                 prompt_points = {
                     role: to_original_pixels(tuple(point), size, frame_size)
-                    for role, point in zip(PROMPT_ROLES, points[slot, rows].tolist(), strict=True)
+                    for role, point in zip(
+                        PROMPT_ROLES, grounding.prompt_points[slot, q].tolist(), strict=True
+                    )
                 }
-                candidates = _candidate_scores(table, q, clip_text_cosine[slot].tolist())
-                chosen = chosen_rows[slot, rows].tolist()
+                candidates = _candidate_scores(table, q, cosine)
+                verb_row, object_row, _ = grounding.chosen_rows[slot, q].tolist()
                 entries.append(
                     GroundedTime(
                         time=float(time),
@@ -344,9 +402,9 @@ class Grounder:
                         point=to_original_pixels(model_point, size, frame_size),
                         model_point=model_point,
                         prompt_points=prompt_points,
-                        score=float(clip_text_cosine[slot, table.action_rows[q]]),
+                        score=float(grounding.scores[slot, q]),
                         chosen=(
-                            {"verb": table.texts[chosen[0]], "object": table.texts[chosen[1]]}
+                            {"verb": table.texts[verb_row], "object": table.texts[object_row]}
                             if candidates
                             else {}
                         ),
@@ -354,8 +412,7 @@ class Grounder:
                     )
                 )
             grounded.append(entries)
-        maps = maps.reshape(len(batch.positions), len(prompts), roles, *gem_pass.grid)
-        return grounded, maps.cpu().numpy()
+        return grounded, grounding.similarity.cpu().numpy()
 
     def _final_point(self, heatmaps: torch.Tensor, points: torch.Tensor) -> tuple[int, int]:
         mode = self.settings.prompts

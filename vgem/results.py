@@ -19,20 +19,9 @@ from typing import Any
 
 import numpy as np
 
+from vgem.video import VideoInfo
+
 SCHEMA = "vgem.grounding/1"
-
-
-@dataclass(frozen=True)
-class VideoSummary:
-    """The video as the grounder saw it (sizes in original pixels)."""
-
-    path: str
-    fps: float
-    frame_count: int
-    width: int
-    height: int
-    duration: float
-    is_frame_folder: bool = False
 
 
 @dataclass(frozen=True)
@@ -90,7 +79,7 @@ class GroundingResult:
     its first axis.
     """
 
-    video: VideoSummary
+    video: VideoInfo
     backbone: str
     weights: str
     input_size: int

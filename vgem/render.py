@@ -1,0 +1,425 @@
+"""Annotated video: heatmap overlays, point markers, labels, and an MP4 sink.
+
+The drawing functions take an H×W×3 uint8 RGB frame and return a new one
+(the input is left untouched), so they compose freely. Points are (x, y) =
+(column, row) in the frame's pixels with pixel centres at integer
+coordinates, the convention METHOD.md §4 reports predictions in.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import math
+import os
+import secrets
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from vgem.errors import InputError, VgemError
+
+if TYPE_CHECKING:
+    from vgem.video import VideoInfo
+
+__all__ = [
+    "AnnotatedVideoWriter",
+    "FrameOverlay",
+    "apply_overlay",
+    "blend",
+    "colorize",
+    "draw_label",
+    "draw_point",
+    "write_annotated_video",
+]
+
+Colour = tuple[int, int, int]
+
+# Marker colours for successive points: bright, and far from each other and
+# from the blue-to-red of the heatmap's middle range.
+POINT_COLOURS: tuple[Colour, ...] = (
+    (255, 255, 255),
+    (255, 0, 255),
+    (0, 255, 0),
+    (255, 255, 0),
+    (0, 255, 255),
+)
+
+
+@dataclass
+class FrameOverlay:
+    """What to draw on one frame.
+
+    ``heatmap`` is float in [0, 1] at any resolution (it is stretched over the
+    whole frame); ``points`` are ``(x, y, label)`` in the frame's pixels;
+    ``title`` is written in the top-left corner.
+    """
+
+    heatmap: np.ndarray | None = None
+    points: list[tuple[float, float, str]] = field(default_factory=list)
+    title: str | None = None
+
+
+# --------------------------------------------------------------------------- drawing
+
+
+def _jet_lookup_table() -> np.ndarray:
+    """256 colours from dark blue through cyan, yellow to dark red (MATLAB's jet shape)."""
+    levels = np.linspace(0.0, 1.0, 256)
+    channels = [
+        np.clip(1.5 - np.abs(4.0 * levels - centre), 0.0, 1.0) for centre in (3.0, 2.0, 1.0)
+    ]
+    return np.round(np.stack(channels, axis=-1) * 255).astype(np.uint8)
+
+
+_JET = _jet_lookup_table()
+
+
+def colorize(heatmap: np.ndarray) -> np.ndarray:
+    """[H, W] floats in [0, 1] → [H, W, 3] uint8 jet colours (NaN and below 0 → low end)."""
+    values = np.asarray(heatmap, dtype=np.float32)
+    # NaN fails every comparison inside clip's max/min and would survive it, so
+    # it is replaced first; levels are rounded to the nearest table entry.
+    levels = np.clip(np.nan_to_num(values, nan=0.0) * 255 + 0.5, 0, 255).astype(np.uint8)
+    return np.take(_JET, levels, axis=0)
+
+
+def _resize_heatmap(heatmap: np.ndarray, width: int, height: int) -> np.ndarray:
+    """Bilinear, pixel centres aligned (align_corners=False), like the model's upsampling."""
+    from PIL import Image
+
+    values = np.asarray(heatmap, dtype=np.float32)
+    if values.ndim != 2:
+        raise ValueError(f"a heatmap must be 2-D, got shape {values.shape}")
+    if values.shape == (height, width):
+        return values
+    # A float32 array becomes a mode "F" (32-bit float) image: no quantization.
+    resized = Image.fromarray(np.ascontiguousarray(values)).resize((width, height), Image.BILINEAR)
+    return np.asarray(resized, dtype=np.float32)
+
+
+def blend(frame: np.ndarray, heatmap: np.ndarray, alpha: float = 0.5) -> np.ndarray:
+    """Overlay a heatmap of any resolution on the frame, ``alpha`` its weight."""
+    _check_frame(frame)
+    if not 0.0 <= alpha <= 1.0:
+        raise ValueError(f"alpha must be in [0, 1], not {alpha}")
+    height, width = frame.shape[:2]
+    # Cleaned at its own (small) size, the upsampled map stays within [0, 1]
+    # and needs no full-size clipping before the colour lookup.
+    clean_heatmap = np.clip(np.nan_to_num(np.asarray(heatmap, dtype=np.float32), nan=0.0), 0, 1)
+    levels = (_resize_heatmap(clean_heatmap, width, height) * 255 + 0.5).astype(np.uint8)
+    colours = np.take(_JET, levels, axis=0)
+    # Integer weights in 1/256ths: a 1080p frame blends in a few milliseconds
+    # instead of the tens that float arithmetic takes, on every rendered frame.
+    heatmap_weight = round(alpha * 256)
+    mixed = frame.astype(np.uint16)
+    mixed *= 256 - heatmap_weight
+    mixed += colours.astype(np.uint16) * heatmap_weight
+    mixed += 128
+    mixed >>= 8
+    return mixed.astype(np.uint8)
+
+
+def draw_point(
+    frame: np.ndarray,
+    point: tuple[float, float],
+    color: Colour = POINT_COLOURS[0],
+    radius: float | None = None,
+) -> np.ndarray:
+    """A filled disc of ``color`` centred on (x, y), in a ring of the opposite brightness.
+
+    The ring keeps the marker visible on any background, heatmap included.
+    Parts outside the frame are clipped; a point off the frame draws nothing.
+    """
+    _check_frame(frame)
+    marked = frame.copy()
+    height, width = frame.shape[:2]
+    disc_radius = _default_radius(width, height) if radius is None else float(radius)
+    _draw_point_into(marked, point, color, disc_radius)
+    return marked
+
+
+def _draw_point_into(
+    frame: np.ndarray, point: tuple[float, float], color: Colour, disc_radius: float
+) -> None:
+    """Draw in place, touching only the marker's bounding box."""
+    height, width = frame.shape[:2]
+    outer_radius = disc_radius + max(1.5, 0.4 * disc_radius)
+    x, y = point
+    if not (math.isfinite(x) and math.isfinite(y)):
+        return
+    first_row = max(0, math.floor(y - outer_radius))
+    last_row = min(height - 1, math.ceil(y + outer_radius))
+    first_column = max(0, math.floor(x - outer_radius))
+    last_column = min(width - 1, math.ceil(x + outer_radius))
+    if first_row > last_row or first_column > last_column:
+        return
+    rows = np.arange(first_row, last_row + 1, dtype=np.float32)[:, None]
+    columns = np.arange(first_column, last_column + 1, dtype=np.float32)[None, :]
+    distance = np.sqrt((columns - x) ** 2 + (rows - y) ** 2)
+    region = frame[first_row : last_row + 1, first_column : last_column + 1]
+    region[distance <= outer_radius] = _contrasting(color)
+    region[distance <= disc_radius] = color
+
+
+def _default_radius(width: int, height: int) -> float:
+    return max(3.0, min(width, height) / 40.0)
+
+
+def _contrasting(color: Colour) -> Colour:
+    luminance = 0.299 * color[0] + 0.587 * color[1] + 0.114 * color[2]
+    return (0, 0, 0) if luminance > 110 else (255, 255, 255)
+
+
+def draw_label(
+    frame: np.ndarray,
+    text: str,
+    position: tuple[float, float],
+    color: Colour = (255, 255, 255),
+    *,
+    font_size: int | None = None,
+) -> np.ndarray:
+    """Write ``text`` with its box's top-left corner at ``position`` (x, y), on a dark box.
+
+    The box is moved inside the frame when it would stick out, so labels near
+    an edge stay readable. The font is PIL's default, scaled to the frame.
+    """
+    _check_frame(frame)
+    labelled = frame.copy()
+    _draw_label_into(labelled, text, position, color, font_size)
+    return labelled
+
+
+def _draw_label_into(
+    frame: np.ndarray,
+    text: str,
+    position: tuple[float, float],
+    color: Colour,
+    font_size: int | None = None,
+) -> None:
+    """Draw in place; only the label's box goes through PIL, not the whole frame."""
+    from PIL import Image, ImageDraw
+
+    if not text:
+        return
+    height, width = frame.shape[:2]
+    font = _default_font(font_size or max(10, round(height / 40)))
+    padding = 2
+    left, top, right, bottom = ImageDraw.Draw(Image.new("RGB", (1, 1))).textbbox(
+        (0, 0), text, font=font
+    )
+    box_width = min(width, right - left + 2 * padding)
+    box_height = min(height, bottom - top + 2 * padding)
+    x, y = position
+    box_left = int(min(max(0, round(x)), width - box_width)) if math.isfinite(x) else 0
+    box_top = int(min(max(0, round(y)), height - box_height)) if math.isfinite(y) else 0
+    box = Image.new("RGB", (box_width, box_height), (0, 0, 0))
+    ImageDraw.Draw(box).text((padding - left, padding - top), text, fill=color, font=font)
+    frame[box_top : box_top + box_height, box_left : box_left + box_width] = np.asarray(box)
+
+
+@functools.lru_cache(maxsize=8)
+def _default_font(size: int) -> Any:  # PIL's font classes differ between versions
+    from PIL import ImageFont
+
+    try:
+        return ImageFont.load_default(size=size)
+    except TypeError:  # Pillow < 10.1: one fixed-size bitmap font
+        return ImageFont.load_default()
+
+
+def apply_overlay(frame: np.ndarray, overlay: FrameOverlay, alpha: float = 0.5) -> np.ndarray:
+    """Heatmap first, then markers, then their labels and the title on top.
+
+    Works on one copy of the frame, drawing in place: rendering touches every
+    frame of the video, so per-frame copies would add up.
+    """
+    _check_frame(frame)
+    annotated = frame.copy() if overlay.heatmap is None else blend(frame, overlay.heatmap, alpha)
+    height, width = annotated.shape[:2]
+    radius = _default_radius(width, height)
+    for number, (x, y, _label) in enumerate(overlay.points):
+        _draw_point_into(annotated, (x, y), _point_colour(number), radius)
+    for number, (x, y, label) in enumerate(overlay.points):
+        if label and math.isfinite(x) and math.isfinite(y):
+            label_position = (x + 1.6 * radius + 2, y - 1.4 * radius)
+            _draw_label_into(annotated, label, label_position, _point_colour(number))
+    if overlay.title:
+        _draw_label_into(annotated, overlay.title, (4, 4), (255, 255, 255))
+    return annotated
+
+
+def _point_colour(number: int) -> Colour:
+    return POINT_COLOURS[number % len(POINT_COLOURS)]
+
+
+def _check_frame(frame: np.ndarray) -> None:
+    if frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[2] != 3:
+        raise ValueError(f"expected an H×W×3 uint8 frame, got {frame.dtype} {frame.shape}")
+
+
+# --------------------------------------------------------------------------- writing
+
+
+class AnnotatedVideoWriter:
+    """Write RGB frames to an H.264 MP4 that appears at ``path`` only when complete.
+
+    Frames go to a hidden temporary file beside ``path`` (same filesystem, so
+    the final rename is atomic); leaving the ``with`` block normally checks
+    the file and renames it onto ``path``, leaving it by an exception deletes
+    it and keeps whatever was at ``path`` before. The size is kept exactly:
+    odd sizes are stored as 4:4:4, which some players cannot show.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        size: tuple[int, int],
+        fps: float,
+        *,
+        crf: int = 18,
+    ) -> None:
+        width, height = size
+        if width < 1 or height < 1:
+            raise ValueError(f"size must be positive (width, height), not {size}")
+        if not (math.isfinite(fps) and fps > 0):
+            raise ValueError(f"fps must be positive, not {fps}")
+        self.path = Path(path)
+        self.size = (int(width), int(height))
+        self.fps = fps
+        self.crf = crf
+        self.frames_written = 0
+        self._temporary_path: Path | None = None
+        self._encoder = None
+
+    def __enter__(self) -> AnnotatedVideoWriter:
+        import imageio_ffmpeg
+
+        folder = self.path.parent
+        if not folder.is_dir():
+            raise InputError(f"{self.path}: the folder {folder} does not exist")
+        # ffmpeg creates the file, so it gets the usual permissions (mkstemp's
+        # would be owner-only); the random part keeps parallel runs apart.
+        self._temporary_path = folder / f".{self.path.name}.part-{secrets.token_hex(4)}.mp4"
+        width, height = self.size
+        # 4:2:0 halves the chroma resolution, so H.264 needs even sizes for it.
+        pixel_format = "yuv420p" if width % 2 == 0 and height % 2 == 0 else "yuv444p"
+        self._encoder = imageio_ffmpeg.write_frames(
+            str(self._temporary_path),
+            self.size,
+            fps=Fraction(self.fps).limit_denominator(1_000_000),
+            codec="libx264",
+            pix_fmt_out=pixel_format,
+            quality=None,
+            macro_block_size=1,
+            ffmpeg_log_level="error",
+            output_params=[
+                *("-crf", str(self.crf), "-preset", "veryfast"),
+                *("-movflags", "+faststart", "-f", "mp4"),  # playable while downloading
+            ],
+        )
+        try:
+            self._encoder.send(None)  # starts ffmpeg
+        except BaseException:
+            self.__exit__(*sys.exc_info())
+            raise
+        return self
+
+    def write(self, frame: np.ndarray) -> None:
+        """Append one H×W×3 uint8 RGB frame of the writer's size."""
+        if self._encoder is None:
+            raise RuntimeError("AnnotatedVideoWriter.write() used outside its `with` block")
+        _check_frame(frame)
+        width, height = self.size
+        if frame.shape[:2] != (height, width):
+            raise ValueError(
+                f"frame is {frame.shape[1]}x{frame.shape[0]}, the video is {width}x{height}"
+            )
+        try:
+            self._encoder.send(np.ascontiguousarray(frame))
+        except OSError as error:
+            raise VgemError(
+                f"{self.path}: writing the video failed ({_first_line(error)})"
+            ) from error
+        self.frames_written += 1
+
+    def __exit__(
+        self,
+        exception_type: type[BaseException] | None,
+        exception: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        encoder, self._encoder = self._encoder, None
+        temporary_path, self._temporary_path = self._temporary_path, None
+        try:
+            if exception_type is not None:
+                # The block's exception is the one to report, not ffmpeg's
+                # reaction to a half-written file.
+                with contextlib.suppress(Exception):
+                    if encoder is not None:
+                        encoder.close()
+                return
+            if encoder is not None:
+                encoder.close()  # waits for ffmpeg to finish the file
+            if temporary_path is not None:
+                self._check_complete(temporary_path)
+                os.replace(temporary_path, self.path)
+                temporary_path = None
+        finally:
+            if temporary_path is not None:
+                with contextlib.suppress(FileNotFoundError):
+                    temporary_path.unlink()
+
+    def _check_complete(self, temporary_path: Path) -> None:
+        """imageio-ffmpeg does not report ffmpeg's exit status, so read the result back."""
+        from vgem.video import probe_video
+
+        if self.frames_written == 0:
+            raise VgemError(f"{self.path}: no frames were written, so no video was made")
+        try:
+            written = probe_video(temporary_path)
+        except InputError as error:
+            raise VgemError(f"{self.path}: the written video is unreadable ({error})") from error
+        if written.frame_count != self.frames_written:
+            raise VgemError(
+                f"{self.path}: ffmpeg stored {written.frame_count} of "
+                f"{self.frames_written} frames (disk full?)"
+            )
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
+def write_annotated_video(
+    info: VideoInfo,
+    out_path: str | os.PathLike[str],
+    overlay_for_frame: Callable[[int], FrameOverlay | None],
+    progress: Callable[[int], None] | None = None,
+    *,
+    alpha: float = 0.5,
+) -> None:
+    """Re-encode the whole source with overlays, keeping its frame count, size and fps.
+
+    Every source frame is decoded at full size, streaming, and written whether
+    or not it has an overlay (``overlay_for_frame(index)`` may return None).
+    ``progress`` is called with the number of frames written so far.
+    """
+    from vgem.video import iter_full_frames
+
+    with (
+        AnnotatedVideoWriter(out_path, (info.width, info.height), info.fps) as writer,
+        contextlib.closing(iter_full_frames(info)) as source_frames,
+    ):
+        for frame_index, frame in source_frames:
+            overlay = overlay_for_frame(frame_index)
+            writer.write(frame if overlay is None else apply_overlay(frame, overlay, alpha))
+            if progress is not None:
+                progress(writer.frames_written)
