@@ -231,7 +231,12 @@ def truncated(tmp_path_factory: pytest.TempPathFactory) -> VideoInfo:
     folder = tmp_path_factory.mktemp("truncated")
     path = write_video(folder / "cut.mp4", FRAME_COUNT, size=(160, 90), fps=FPS)
     truncate_file(path, 0.5)
-    return probe_video(path)
+    return probe_video(path, allow_truncated=True)
+
+
+def test_a_truncated_file_is_refused_unless_allowed(truncated):
+    with pytest.raises(InputError, match=r"is truncated.*-c copy"):
+        probe_video(truncated.path)
 
 
 def test_a_truncated_file_counts_and_decodes_the_frames_it_still_has(truncated):

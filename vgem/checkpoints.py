@@ -4,12 +4,13 @@ Two promises hold for every backbone: a checkpoint is read either from
 safetensors or with ``torch.load(weights_only=True)``, so a pickle that would
 run code is refused, never executed; and a failed download says in one
 sentence whether the file is missing, gated or simply unreachable offline,
-with what to do about it.
+with what to do about it. Every problem ends in one ``WeightsError`` line.
 """
 
 from __future__ import annotations
 
 import pickle
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -19,57 +20,58 @@ from vgem.errors import WeightsError
 if TYPE_CHECKING:
     import torch
 
-SAFETENSORS_MAGIC_MAX_HEADER = 100_000_000
+_MAX_SAFETENSORS_HEADER = 100_000_000
+_LISTED_KEYS = 5
+# Globals a plain tensor checkpoint references; anything else means objects.
+_TENSOR_GLOBAL_PREFIXES = ("torch.", "collections.OrderedDict", "numpy.")
 
 
 class MissingHubFile(WeightsError):
     """The hub answered, and the repository has no such file."""
 
 
-def read_checkpoint(path: str | Path, *, safe_alternative: str | None = None) -> Any:
-    """The object stored in a ``.safetensors`` or PyTorch checkpoint file.
+# --------------------------------------------------------------------------- reading
 
-    ``safe_alternative`` names what to use instead when a pickle is refused
-    (e.g. a safetensors release on the hub).
-    """
-    import torch
 
+def local_checkpoint(path: str | Path) -> Path:
+    """``path`` as an existing, non-empty file, or one clear error."""
     checkpoint_path = Path(path).expanduser()
     if not checkpoint_path.exists():
         raise WeightsError(f"Weights file not found: {checkpoint_path}")
     if checkpoint_path.is_dir():
-        raise WeightsError(f"Weights path is a directory, not a checkpoint file: {checkpoint_path}")
+        raise WeightsError(
+            f"--weights {checkpoint_path} is a directory: pass the checkpoint file itself."
+        )
     if checkpoint_path.stat().st_size == 0:
-        raise WeightsError(f"Weights file is empty: {checkpoint_path}")
-    if _looks_like_safetensors(checkpoint_path):
+        raise WeightsError(f"The weights file {checkpoint_path} is empty.")
+    return checkpoint_path
+
+
+def read_checkpoint(path: str | Path, *, safe_alternative: str | None = None) -> Any:
+    """The object stored in a safetensors or PyTorch checkpoint, told apart by content.
+
+    ``safe_alternative`` names what to use instead when a pickle is refused
+    (e.g. a safetensors release on the hub).
+    """
+    checkpoint_path = local_checkpoint(path)
+    file_format = _sniff_format(checkpoint_path)
+    if file_format == "safetensors":
         return _read_safetensors(checkpoint_path)
-    try:
-        return torch.load(checkpoint_path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as error:
-        if "weights_only" not in str(error) and "Unsupported global" not in str(error):
-            raise WeightsError(
-                f"Weights file {checkpoint_path} is not a readable PyTorch checkpoint ({error})."
-            ) from error
-        instead = f" Use {safe_alternative} instead." if safe_alternative else ""
-        raise WeightsError(
-            f"Refused to load {checkpoint_path}: its pickle would run code, and vgem only "
-            f"loads checkpoints that hold plain tensors.{instead}"
-        ) from error
-    except Exception as error:  # any parse failure of an untrusted file means "not usable"
-        raise WeightsError(
-            f"Weights file {checkpoint_path} is corrupt or not a PyTorch/safetensors "
-            f"checkpoint ({_first_line(error)})."
-        ) from error
+    return _read_torch_pickle(checkpoint_path, safe_alternative)
 
 
-def _looks_like_safetensors(path: Path) -> bool:
-    """safetensors files start with a little-endian header length, then '{'."""
+def _sniff_format(path: Path) -> str:
     with path.open("rb") as handle:
         head = handle.read(9)
-    if len(head) < 9:
-        return False
+    if head.startswith(b"PK\x03\x04"):
+        return "torch-zip"
+    if head.startswith(b"\x80"):
+        return "torch-pickle"
+    # safetensors: an 8-byte little-endian header length, then a JSON header.
     header_length = int.from_bytes(head[:8], "little")
-    return 0 < header_length < SAFETENSORS_MAGIC_MAX_HEADER and head[8:9] == b"{"
+    if len(head) == 9 and head[8:9] == b"{" and 0 < header_length < _MAX_SAFETENSORS_HEADER:
+        return "safetensors"
+    raise WeightsError(f"{path} is neither a PyTorch checkpoint nor a safetensors file.")
 
 
 def _read_safetensors(path: Path) -> dict[str, torch.Tensor]:
@@ -80,72 +82,172 @@ def _read_safetensors(path: Path) -> dict[str, torch.Tensor]:
         return load_file(str(path), device="cpu")
     except (SafetensorError, OSError, ValueError) as error:
         raise WeightsError(
-            f"Weights file {path} is a corrupt safetensors file ({_first_line(error)})."
+            f"{path} could not be read as safetensors (is it complete?): {_one_line(error)}"
         ) from error
 
 
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip().splitlines()
-    return text[0] if text else type(error).__name__
+def _read_torch_pickle(path: Path, safe_alternative: str | None) -> Any:
+    import torch
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # torch's pickle-protocol notices are not for users
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:
+        raise _refusal(path, safe_alternative) from error
+    except Exception as error:  # any failure to parse an untrusted file means "not usable"
+        raise WeightsError(
+            f"{path} could not be read as a PyTorch checkpoint (is it complete?): "
+            f"{_one_line(error)}"
+        ) from error
+
+
+def _refusal(path: Path, safe_alternative: str | None) -> WeightsError:
+    """Why weights-only unpickling stopped, told honestly.
+
+    The pickle is scanned, never run: if it references anything beyond tensor
+    storage, loading it in full would run code. Otherwise it is damaged or
+    uses pickle features vgem does not read, and is refused without being
+    called malicious.
+    """
+    instead = f" Use {safe_alternative} instead." if safe_alternative else ""
+    suspicious = _suspicious_globals(path)
+    if suspicious:
+        return WeightsError(
+            f"Refused to load {path}: its pickle would run code when loaded (it imports "
+            f"{', '.join(suspicious[:3])}); vgem only reads plain tensors.{instead}"
+        )
+    return WeightsError(
+        f"{path} could not be read with weights-only unpickling (corrupt, or it needs "
+        f"pickle features vgem refuses to run).{instead}"
+    )
+
+
+def _suspicious_globals(path: Path) -> list[str]:
+    """Globals outside tensor storage that the pickle references, read without running it.
+
+    Legacy (non-zip) torch files are several pickles in a row, so the scan
+    goes on until the stream ends or stops parsing.
+    """
+    import io
+    import pickletools
+
+    stream = io.BytesIO(_pickle_bytes(path) or b"")
+    referenced: list[str] = []
+    strings: list[str] = []
+    try:
+        while stream.tell() < len(stream.getbuffer()):
+            for opcode, argument, _ in pickletools.genops(stream):
+                if opcode.name in ("SHORT_BINUNICODE", "BINUNICODE", "UNICODE", "BINUNICODE8"):
+                    strings.append(str(argument))
+                elif opcode.name == "GLOBAL":
+                    referenced.append(str(argument).replace(" ", "."))
+                elif opcode.name == "STACK_GLOBAL" and len(strings) >= 2:
+                    referenced.append(f"{strings[-2]}.{strings[-1]}")
+    except Exception:  # malformed opcodes or raw tensor bytes: what was read still counts
+        pass
+    outside = (name for name in referenced if not name.startswith(_TENSOR_GLOBAL_PREFIXES))
+    return list(dict.fromkeys(outside))
+
+
+def _pickle_bytes(path: Path) -> bytes | None:
+    """The pickle stream of a checkpoint: ``data.pkl`` in a torch zip, or the file."""
+    import zipfile
+
+    if not zipfile.is_zipfile(path):
+        return path.read_bytes()
+    try:
+        with zipfile.ZipFile(path) as archive:
+            member = next((n for n in archive.namelist() if n.endswith("data.pkl")), None)
+            return archive.read(member) if member else None
+    except (zipfile.BadZipFile, OSError):
+        return None
+
+
+# --------------------------------------------------------------------------- state dicts
 
 
 def unwrap_state_dict(checkpoint: Any, path: str | Path) -> dict[str, torch.Tensor]:
-    """The state dict inside common wrappers (``model``, ``state_dict``, DDP's
-    ``module.`` prefix)."""
+    """The tensors inside common wrappers (``model``, ``state_dict``, DDP's ``module.``)."""
     import torch
 
     state = checkpoint
     for key in ("state_dict", "model"):
-        if isinstance(state, Mapping) and key in state and isinstance(state[key], Mapping):
+        if isinstance(state, Mapping) and isinstance(state.get(key), Mapping):
             state = state[key]
             break
     if not isinstance(state, Mapping) or not state:
-        raise WeightsError(f"Weights file {path} holds no state dict of tensors.")
-    tensors = {key: value for key, value in state.items() if isinstance(value, torch.Tensor)}
-    if not tensors:
-        raise WeightsError(f"Weights file {path} holds no tensors.")
+        raise WeightsError(f"{path} holds no state dict of tensors.")
+    not_tensors = [key for key, value in state.items() if not isinstance(value, torch.Tensor)]
+    if not_tensors:
+        raise WeightsError(
+            f"{path} is not a state dict: {_listing(not_tensors)} are not tensors "
+            "(expected a state dict, or one under 'model' or 'state_dict')."
+        )
+    tensors = dict(state)
     if all(key.startswith("module.") for key in tensors):
         tensors = {key[len("module.") :]: value for key, value in tensors.items()}
     return tensors
 
 
 def check_state_dict(
-    expected: Mapping[str, torch.Tensor], found: Mapping[str, torch.Tensor], path: str | Path
+    expected_shapes: Mapping[str, tuple[int, ...]],
+    state: Mapping[str, torch.Tensor],
+    path: str | Path,
+    model: str,
 ) -> None:
-    """Refuse a state dict whose keys or shapes differ from the model's."""
-    missing = [key for key in expected if key not in found]
-    unexpected = [key for key in found if key not in expected]
+    """Refuse a state dict whose keys or shapes differ from the model's, naming them."""
+    missing = [key for key in expected_shapes if key not in state]
+    unexpected = [key for key in state if key not in expected_shapes]
     problems = []
     if missing:
-        problems.append(f"missing {_some(missing)}")
+        problems.append(f"{_count(missing, 'missing key')} ({_listing(missing)})")
     if unexpected:
-        problems.append(f"unexpected {_some(unexpected)}")
+        problems.append(f"{_count(unexpected, 'unexpected key')} ({_listing(unexpected)})")
+    wrong_shapes = [
+        f"{key} is {list(state[key].shape)} in the file but the model needs {list(shape)}"
+        for key, shape in expected_shapes.items()
+        if key in state and tuple(state[key].shape) != tuple(shape)
+    ]
+    if wrong_shapes:
+        more = len(wrong_shapes) - _LISTED_KEYS
+        suffix = f" (and {more} more)" if more > 0 else ""
+        problems.append("; ".join(wrong_shapes[:_LISTED_KEYS]) + suffix)
     if problems:
-        raise WeightsError(f"Weights file {path} does not fit the model: {'; '.join(problems)}.")
-    for key, tensor in expected.items():
-        if tuple(found[key].shape) != tuple(tensor.shape):
-            raise WeightsError(
-                f"Weights file {path} does not fit the model: {key} has shape "
-                f"{tuple(found[key].shape)}, the model expects {tuple(tensor.shape)}."
-            )
+        raise WeightsError(
+            f"{path} does not fit {model}: {'; '.join(problems)}. Is it a checkpoint of this model?"
+        )
 
 
-def _some(keys: list[str], shown: int = 3) -> str:
-    listed = ", ".join(keys[:shown])
-    more = f" and {len(keys) - shown} more" if len(keys) > shown else ""
-    return f"{len(keys)} key{'s' if len(keys) != 1 else ''} ({listed}{more})"
+def _count(keys: list[str], noun: str) -> str:
+    return f"{len(keys)} {noun}{'' if len(keys) == 1 else 's'}"
+
+
+def _listing(keys: list[str]) -> str:
+    shown = ", ".join(keys[:_LISTED_KEYS])
+    return shown + (", ..." if len(keys) > _LISTED_KEYS else "")
+
+
+def _one_line(error: BaseException | str) -> str:
+    text = " ".join(str(error).split())
+    return text or type(error).__name__
+
+
+# --------------------------------------------------------------------------- the hub
 
 
 def hub_download(repo_id: str, filename: str, *, what: str, fetch_hint: str) -> Path:
     """A file from the Hugging Face hub cache, downloading it when allowed.
 
-    ``what`` names the weights in messages ("OpenCLIP ViT-B-16 laion2b…"),
-    ``fetch_hint`` says how to get them onto an offline machine.
+    ``what`` names the weights in messages ("ViCLIP-B/16"), ``fetch_hint``
+    says how to get them onto an offline machine. "Offline and not cached"
+    must not read like "no such file", or a user fixes the wrong thing.
     """
     from huggingface_hub import hf_hub_download
     from huggingface_hub.errors import (
         EntryNotFoundError,
         GatedRepoError,
+        HfHubHTTPError,
         LocalEntryNotFoundError,
         OfflineModeIsEnabled,
         RepositoryNotFoundError,
@@ -153,19 +255,38 @@ def hub_download(repo_id: str, filename: str, *, what: str, fetch_hint: str) -> 
 
     try:
         return Path(hf_hub_download(repo_id=repo_id, filename=filename))
+    except (LocalEntryNotFoundError, OfflineModeIsEnabled) as error:
+        reason = "HF_HUB_OFFLINE is set" if hub_offline() else "the hub cannot be reached"
+        raise WeightsError(
+            f"{what} weights are not in the Hugging Face cache and {reason}: {fetch_hint}."
+        ) from error
     except GatedRepoError as error:
         raise WeightsError(
-            f"{what}: https://huggingface.co/{repo_id} is gated; accept its terms there and "
-            f"log in (`hf auth login`), or {fetch_hint}."
-        ) from error
-    except (LocalEntryNotFoundError, OfflineModeIsEnabled) as error:
-        raise WeightsError(
-            f"{what} weights ({repo_id}/{filename}) are not in the Hugging Face cache and the "
-            f"hub cannot be reached: {fetch_hint}."
+            f"The hub repository {repo_id} is gated: accept its terms at "
+            f"https://huggingface.co/{repo_id} and log in (`hf auth login`), or {fetch_hint}."
         ) from error
     except RepositoryNotFoundError as error:
-        raise WeightsError(f"{what}: no repository {repo_id} on the Hugging Face hub.") from error
-    except EntryNotFoundError as error:
-        raise MissingHubFile(
-            f"{what}: {repo_id} on the Hugging Face hub has no {filename}."
+        raise WeightsError(
+            f"The hub repository {repo_id} does not exist or is private; {fetch_hint}."
         ) from error
+    except EntryNotFoundError as error:
+        raise MissingHubFile(f"The hub repository {repo_id} has no file {filename}.") from error
+    except HfHubHTTPError as error:
+        raise WeightsError(
+            f"Downloading {filename} from {repo_id} failed: {_one_line(error)}"
+        ) from error
+
+
+def hub_offline() -> bool:
+    from huggingface_hub import constants
+
+    is_offline = getattr(constants, "is_offline_mode", None)
+    return bool(is_offline()) if callable(is_offline) else bool(constants.HF_HUB_OFFLINE)
+
+
+def is_cached(repo_id: str, filename: str) -> bool:
+    """Whether the hub cache already holds ``filename`` (no network)."""
+    from huggingface_hub import try_to_load_from_cache
+
+    found = try_to_load_from_cache(repo_id=repo_id, filename=filename)
+    return isinstance(found, str)

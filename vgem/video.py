@@ -99,7 +99,9 @@ class VideoInfo:
 # --------------------------------------------------------------------------- probing
 
 
-def probe_video(path: str | os.PathLike[str], source_fps: float = 1.0) -> VideoInfo:
+def probe_video(
+    path: str | os.PathLike[str], source_fps: float = 1.0, *, allow_truncated: bool = False
+) -> VideoInfo:
     """Read a video's size, rate and frame count without decoding it all.
 
     For a file, frames are counted by demuxing the video stream without
@@ -109,6 +111,10 @@ def probe_video(path: str | os.PathLike[str], source_fps: float = 1.0) -> VideoI
     a file ffmpeg cannot decode fails here rather than halfway through
     grounding. Should a damaged file still hold fewer decodable frames than
     counted, see ``past_end`` in :func:`iter_frames`.
+
+    A file cut off mid-frame (an interrupted download or copy) is refused
+    unless ``allow_truncated``: grounding it would silently miss the rest of
+    the video. Allowed, it counts only the frames that are complete.
 
     A folder's images are its frames, in natural name order (``frame2`` before
     ``frame10``), shown at ``source_fps`` frames per second.
@@ -121,11 +127,18 @@ def probe_video(path: str | os.PathLike[str], source_fps: float = 1.0) -> VideoI
         return _probe_frame_folder(location, shown, source_fps)
     if not location.is_file():
         raise InputError(f"{shown}: not a regular file or a folder of frames")
-    return _probe_video_file(shown)
+    return _probe_video_file(shown, allow_truncated)
 
 
-def _probe_video_file(path: str) -> VideoInfo:
+def _probe_video_file(path: str, allow_truncated: bool) -> VideoInfo:
     packets = _scan_video_packets(path)
+    if packets.cut_off and not allow_truncated:
+        raise InputError(
+            f"{path} is truncated (it ends in the middle of a frame); re-download it, or "
+            f"remux what is left with `ffmpeg -i {path} -c copy fixed.mp4` and ground that"
+        )
+    if packets.cut_off:
+        logger.warning("%s is truncated: its last %d frame(s) are cut off", path, packets.cut_off)
     if packets.count == 0:
         raise InputError(f"{path}: the video has no frames")
     header_fps, width, height = _read_header_and_first_frame(path)
@@ -145,6 +158,7 @@ def _probe_video_file(path: str) -> VideoInfo:
 class _PacketScan:
     count: int
     span_seconds: Fraction | None  # first frame's start to last frame's end, if timestamped
+    cut_off: int = 0  # trailing frames the end of the file cut short
 
 
 _NO_TIMESTAMP = -(2**63)
@@ -198,12 +212,10 @@ def _scan_video_packets(path: str) -> _PacketScan:
         errors = error_log.read().decode(errors="replace")
     if process.returncode != 0:
         raise InputError(f"{path}: {_ffmpeg_failure_reason(errors)}")
-    if trailing_corrupt:
-        logger.warning("%s is truncated: its last %d frame(s) are cut off", path, trailing_corrupt)
     span_seconds = None
     if first_start is not None and last_end is not None and last_end > first_start:
         span_seconds = (last_end - first_start) * time_base or None
-    return _PacketScan(count - trailing_corrupt, span_seconds)
+    return _PacketScan(count - trailing_corrupt, span_seconds, trailing_corrupt)
 
 
 def _parse_packet_line(line: str) -> tuple[int, int, int, int] | None:

@@ -221,10 +221,10 @@ def load_openclip(
         path = _download_first(repo_id, filenames, name=name, tag=tag)
         source = f"hf-hub:{repo_id}"
     state = unwrap_state_dict(read_checkpoint(path), path)
-    expected = model.state_dict()
-    if "logit_scale" in state and state["logit_scale"].ndim != expected["logit_scale"].ndim:
-        state["logit_scale"] = state["logit_scale"].reshape(expected["logit_scale"].shape)
-    check_state_dict(expected, state, path)
+    expected = {key: tuple(value.shape) for key, value in model.state_dict().items()}
+    if "logit_scale" in state and state["logit_scale"].ndim != len(expected["logit_scale"]):
+        state["logit_scale"] = state["logit_scale"].reshape(expected["logit_scale"])
+    check_state_dict(expected, state, path, name)
     model.load_state_dict(state)
     tokenizer = open_clip.get_tokenizer(arch)
     return OpenClipAdapter(
