@@ -8,16 +8,35 @@ It parses options, calls the API and prints. Errors a user can cause
 
 from __future__ import annotations
 
-import sys
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 from rich.console import Console
 
 from vgem import __version__
+from vgem.cli_options import (
+    AggregatorOption,
+    BackboneOption,
+    BatchSizeOption,
+    ClipStepOption,
+    DepthOption,
+    DeviceOption,
+    DynamicLayersOption,
+    DynamicTemperatureOption,
+    ExtractorOption,
+    ImageModeOption,
+    IterationsOption,
+    PrecisionOption,
+    PromptsOption,
+    StaticWeightsOption,
+    TemperatureOption,
+    VideoAttentionOption,
+    WeightingOption,
+    WeightsOption,
+    method_settings,
+)
+from vgem.cli_support import QUIET, VERBOSE, progress_bar, user_errors
 
 app = typer.Typer(
     name="vgem",
@@ -28,15 +47,9 @@ app = typer.Typer(
     add_completion=False,
     rich_markup_mode="rich",
 )
-stderr = Console(stderr=True, highlight=False)
 
-VERBOSE = typer.Option("--verbose", "-v", help="Show tracebacks and more detail on errors.")
-QUIET = typer.Option("--quiet", "-q", help="No progress bar.")
-
-GEM_PANEL = "VideoGEM method"
 TIMES_PANEL = "Which times"
 OUTPUT_PANEL = "Outputs"
-RUN_PANEL = "Runtime"
 
 
 def _version(value: bool) -> None:
@@ -55,95 +68,14 @@ def _main(
     """vgem: training-free action grounding in video."""
 
 
-@contextmanager
-def user_errors(verbose: bool) -> Iterator[None]:
-    """Turn errors into one line and an exit code; tracebacks only with --verbose."""
-    from vgem.errors import VgemError
-
-    try:
-        yield
-    except VgemError as error:
-        if verbose:
-            stderr.print_exception()
-        stderr.print(f"[bold red]error:[/] {error}", soft_wrap=True)
-        raise typer.Exit(error.exit_code) from None
-    except KeyboardInterrupt:
-        stderr.print("[bold red]interrupted[/]")
-        raise typer.Exit(130) from None
-    except (typer.Exit, typer.Abort):
-        raise
-    except Exception as error:
-        if verbose:
-            stderr.print_exception()
-        else:
-            stderr.print(
-                f"[bold red]internal error:[/] {type(error).__name__}: {error} "
-                "(run again with --verbose for the traceback, and please report it)",
-                soft_wrap=True,
-            )
-        raise typer.Exit(1) from None
-
-
-@contextmanager
-def progress_bar(description: str, quiet: bool) -> Iterator[Callable[[int, int], None]]:
-    """A rich progress bar on stderr, or a no-op when quiet or not a terminal."""
-    if quiet or not sys.stderr.isatty():
-        yield lambda done, total: None
-        return
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
-
-    columns = (
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-    )
-    with Progress(*columns, console=stderr, transient=True) as bar:
-        task = bar.add_task(description, total=None)
-
-        def update(done: int, total: int) -> None:
-            bar.update(task, completed=done, total=total)
-
-        yield update
-
-
-def _parse_weights(text: str | None) -> tuple[float, ...] | None:
-    from vgem.errors import SettingsError
-
-    if text is None:
-        return None
-    try:
-        return tuple(float(part) for part in text.replace(",", " ").split())
-    except ValueError:
-        raise SettingsError(
-            f"--static-weights must be numbers separated by commas, not {text!r}."
-        ) from None
-
-
 @app.command()
 def ground(
     video: Annotated[Path, typer.Argument(help="A video file, or a folder of image frames.")],
     queries: Annotated[
         list[str], typer.Argument(help="One or more actions to find, e.g. 'cut onion'.")
     ],
-    backbone: Annotated[
-        str,
-        typer.Option(
-            "--backbone", "-b", help="Backbone plugin: clip-b16, openclip-b16, openclip:ARCH@TAG…"
-        ),
-    ] = "clip-b16",
-    weights: Annotated[
-        str | None,
-        typer.Option(help="Local checkpoint for the backbone instead of the Hugging Face cache."),
-    ] = None,
+    backbone: BackboneOption = "viclip-b16",
+    weights: WeightsOption = None,
     fps: Annotated[
         float | None,
         typer.Option(
@@ -178,82 +110,22 @@ def ground(
         Path | None,
         typer.Option(help="Write an annotated H.264 video here.", rich_help_panel=OUTPUT_PANEL),
     ] = None,
-    weighting: Annotated[
-        str,
-        typer.Option(
-            help="Layer weighting: none, static, dynamic, combined.", rich_help_panel=GEM_PANEL
-        ),
-    ] = "combined",
-    depth: Annotated[
-        int, typer.Option(help="Self-self attention layers K.", rich_help_panel=GEM_PANEL)
-    ] = 7,
-    iterations: Annotated[
-        int, typer.Option(help="Self-self attention iterations J.", rich_help_panel=GEM_PANEL)
-    ] = 1,
-    temperature: Annotated[
-        float | None,
-        typer.Option(
-            help="Fixed inverse temperature (default: adaptive, per clip).",
-            rich_help_panel=GEM_PANEL,
-        ),
-    ] = None,
-    static_weights: Annotated[
-        str | None,
-        typer.Option(
-            help="Static layer weights, first to last (default 0.3,0.4,0.5,0.6,0.7,0.9,0.9,0.9).",
-            rich_help_panel=GEM_PANEL,
-        ),
-    ] = None,
-    dynamic_layers: Annotated[
-        int, typer.Option(help="Last blocks that get dynamic weights D.", rich_help_panel=GEM_PANEL)
-    ] = 3,
-    dynamic_temperature: Annotated[
-        float,
-        typer.Option(help="Softmax temperature of dynamic weights.", rich_help_panel=GEM_PANEL),
-    ] = 20.0,
-    video_attention: Annotated[
-        str,
-        typer.Option(
-            help="Video self-self attention: auto, joint or released "
-            "(auto: released for video backbones, joint for image ones).",
-            rich_help_panel=GEM_PANEL,
-        ),
-    ] = "auto",
-    prompts: Annotated[
-        str,
-        typer.Option(help="Prompts: decomposed, action, verb, object.", rich_help_panel=GEM_PANEL),
-    ] = "decomposed",
-    extractor: Annotated[
-        str, typer.Option(
-            help="Verb/object extractor plugin: auto, label, stanza.", rich_help_panel=GEM_PANEL
-        ),
-    ] = "auto",
-    aggregator: Annotated[
-        str,
-        typer.Option(
-            help="Aggregator plugin: position-average, heatmap-mean, heatmap-product.",
-            rich_help_panel=GEM_PANEL,
-        ),
-    ] = "position-average",
-    clip_step: Annotated[
-        float,
-        typer.Option(
-            help="Seconds between clip frames (video backbones).", rich_help_panel=GEM_PANEL
-        ),
-    ] = 0.25,
-    image_mode: Annotated[
-        bool,
-        typer.Option(help="Repeat the target frame instead of a clip.", rich_help_panel=GEM_PANEL),
-    ] = False,
-    batch_size: Annotated[
-        int, typer.Option(help="Clips per forward pass.", rich_help_panel=RUN_PANEL)
-    ] = 1,
-    device: Annotated[
-        str, typer.Option(help="auto, cpu or cuda.", rich_help_panel=RUN_PANEL)
-    ] = "auto",
-    precision: Annotated[
-        str, typer.Option(help="fp32, bf16 or fp16 (CUDA only).", rich_help_panel=RUN_PANEL)
-    ] = "fp32",
+    weighting: WeightingOption = "combined",
+    depth: DepthOption = 7,
+    iterations: IterationsOption = 1,
+    temperature: TemperatureOption = None,
+    static_weights: StaticWeightsOption = None,
+    dynamic_layers: DynamicLayersOption = 3,
+    dynamic_temperature: DynamicTemperatureOption = 20.0,
+    video_attention: VideoAttentionOption = "auto",
+    prompts: PromptsOption = "decomposed",
+    extractor: ExtractorOption = "auto",
+    aggregator: AggregatorOption = "position-average",
+    clip_step: ClipStepOption = 0.25,
+    image_mode: ImageModeOption = False,
+    batch_size: BatchSizeOption = 1,
+    device: DeviceOption = "auto",
+    precision: PrecisionOption = "fp32",
     quiet: Annotated[bool, QUIET] = False,
     verbose: Annotated[bool, VERBOSE] = False,
 ) -> None:
@@ -265,12 +137,12 @@ def ground(
 
         if sum([fps is not None, bool(at), every_frame]) > 1:
             raise SettingsError("Choose one of --fps, --at and --every-frame.")
-        settings: dict[str, Any] = dict(
+        settings = method_settings(
+            weighting=weighting,
             depth=depth,
             iterations=iterations,
             temperature=temperature,
-            weighting=weighting,
-            static_weights=_parse_weights(static_weights),
+            static_weights=static_weights,
             dynamic_layers=dynamic_layers,
             dynamic_temperature=dynamic_temperature,
             video_attention=video_attention,

@@ -10,7 +10,7 @@ if TYPE_CHECKING:
     from vgem.backbones.base import BackboneAdapter, BackboneSpec
 
 GROUP = "vgem.backbones"
-DEFAULT_BACKBONE = "clip-b16"
+DEFAULT_BACKBONE = "viclip-b16"
 
 
 def parse_backbone_name(name: str) -> tuple[str, str | None]:
