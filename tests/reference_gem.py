@@ -73,7 +73,14 @@ def naive_gem_residual(block, x_prev, iterations, temperature=None, released=Non
             inside = sum(naive_self_self(p[rows], v[rows], inv_temp, iterations) for p in (q, k, v))
             inside = inside / 3
             others = [i for i in range(prefix, v.shape[0]) if not rows.start <= i < rows.stop]
-            outside = v[others].mean(dim=0, keepdim=True).expand_as(inside)
+            if iterations >= 1:  # queries vanish after an iteration: a uniform mean
+                outside = v[others].mean(dim=0, keepdim=True).expand_as(inside)
+            else:  # normalized in-chunk queries against the raw other-chunk projections
+                outside = sum(
+                    _softmax(_normalize(p[rows]) @ p[others].T * inv_temp) @ v[others]
+                    for p in (q, k, v)
+                )
+                outside = outside / 3
             head_out[rows] = (inside + outside_weight * outside) / (1 + outside_weight)
         outputs.append(head_out)
     merged = torch.cat(outputs, dim=-1)
