@@ -1,0 +1,419 @@
+"""How fast vgem grounds, against the matrix-product roofline and a plain implementation.
+
+Not a test: run it by hand on a quiet machine.
+
+    python benchmarks/bench_ground.py                      # everything (long)
+    python benchmarks/bench_ground.py --backbones viclip-b16 --no-memory
+
+Random weights at the real architecture sizes (clip-b16, viclip-b16,
+viclip-l14); one query decomposed into 3 prompts. Each measurement runs in its
+own subprocess so that its peak resident memory is its own. Printed:
+
+1. the measured matrix-product peak (fp32 and bf16) of this machine;
+2. per backbone × precision × batch: seconds per grounded time, grounded
+   times per second, model TFLOP per clip (counted from the architecture),
+   achieved TFLOP/s and its fraction of the peak of that precision, peak RSS;
+3. a plain, unfused fp32 implementation of the same math (one clip at a time,
+   materialized attention; benchmarks/plain_gem.py) timed side by side, its
+   maps compared with vgem's fp32 maps, and the speed-ups;
+4. bf16 fidelity over 20 random clips: mean Pearson r of the similarity maps
+   against fp32, and how often the final points agree;
+5. memory on long inputs: peak RSS grounding a 30-second and a 10-minute 720p
+   video at 1 fps with viclip-b16 (generated with ffmpeg's test source).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+BACKBONES = ("clip-b16", "viclip-b16", "viclip-l14")
+QUERY = "cut onion"
+HERE = Path(__file__).resolve().parent
+
+
+# --------------------------------------------------------------------------- FLOPs
+
+
+@dataclass(frozen=True)
+class Architecture:
+    layers: int
+    width: int
+    mlp_width: int
+    embed_dim: int
+    patch: int
+    input_size: int
+    frames: int
+
+    @property
+    def grid_cells(self) -> int:
+        return (self.input_size // self.patch) ** 2
+
+    @property
+    def tokens(self) -> int:
+        return 1 + self.frames * self.grid_cells
+
+
+ARCHITECTURES = {
+    "clip-b16": Architecture(12, 768, 3072, 512, 16, 448, 1),
+    "viclip-b16": Architecture(12, 768, 3072, 512, 16, 224, 8),
+    "viclip-l14": Architecture(24, 1024, 4096, 768, 14, 224, 8),
+}
+
+
+def clip_flops(
+    arch: Architecture, *, depth=7, iterations=1, released=False, prompts=3, batch_terms=8
+) -> float:
+    """Multiply-adds × 2 of one clip: embedding, L blocks, K self-self blocks, the head."""
+    n, c = arch.tokens, arch.width
+    flops = 2 * (n - 1) * 3 * arch.patch**2 * c  # patch embedding
+    per_block = 6 * n * c * c + 4 * n * n * c + 2 * n * c * c + 4 * n * c * arch.mlp_width
+    flops += arch.layers * per_block
+    operations = 3 * (iterations + 1)  # q, k, v streams × (iterations + the assignment)
+    if released:
+        size = arch.grid_cells
+        self_self = operations * arch.frames * 4 * size * size * c
+    else:
+        self_self = operations * 4 * n * n * c
+    flops += depth * (self_self + 2 * n * c * c)
+    cells = arch.grid_cells
+    flops += prompts * (2 * batch_terms * cells * c + 2 * cells * c * arch.embed_dim)
+    return float(flops)
+
+
+# --------------------------------------------------------------------------- models
+
+
+def build_adapter(name: str):
+    """Random weights at the real size, seeded."""
+    import torch
+
+    torch.manual_seed(0)
+    if name == "clip-b16":
+        import logging
+
+        import open_clip
+
+        from vgem.backbones.openclip import OpenClipAdapter
+
+        logging.getLogger().setLevel(logging.ERROR)
+        model = open_clip.create_model("ViT-B-16-quickgelu", pretrained=None)
+        tokenizer = open_clip.get_tokenizer("ViT-B-16-quickgelu")
+        return OpenClipAdapter(model, tokenizer, name=name, weights_source="random")
+    from vgem.backbones.viclip.adapter import ViCLIPAdapter
+    from vgem.backbones.viclip.model import VICLIP_CONFIGS, ViCLIP
+
+    return ViCLIPAdapter(ViCLIP(VICLIP_CONFIGS[name]).eval(), "random")
+
+
+def random_clips(adapter, count: int, seed: int):
+    import torch
+
+    preprocessing = adapter.preprocessing
+    size = preprocessing.input_size
+    generator = torch.Generator().manual_seed(seed)
+    return torch.randn(count, preprocessing.frames_per_clip, 3, size, size, generator=generator)
+
+
+def peak_rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+# --------------------------------------------------------------------------- workers
+
+
+def worker_speed(job: dict) -> dict:
+    from vgem.grounder import Grounder
+
+    adapter = build_adapter(job["backbone"])
+    grounder = Grounder(
+        adapter=adapter, extractor="label", precision=job["precision"], batch_size=job["batch"]
+    )
+    clips = random_clips(adapter, job["batch"], seed=1)
+    grounder.ground_pixels(clips, [QUERY])  # warm-up: kernels, text cache
+    started = time.perf_counter()
+    for _ in range(job["repeats"]):
+        grounder.ground_pixels(clips, [QUERY])
+    elapsed = (time.perf_counter() - started) / job["repeats"]
+    return {"seconds_per_time": elapsed / job["batch"], "peak_rss_mib": peak_rss_mib()}
+
+
+def worker_plain(job: dict) -> dict:
+    import torch
+
+    sys.path.insert(0, str(HERE))
+    from plain_gem import plain_gem_forward
+
+    from vgem.grounder import Grounder
+
+    adapter = build_adapter(job["backbone"])
+    grounder = Grounder(adapter=adapter, extractor="label")
+    clip = random_clips(adapter, 1, seed=1)
+    prompts = grounder.prompts_for([QUERY])
+    table = grounder._prompt_table(prompts)
+    text = table.embeddings.unsqueeze(0)
+    with torch.inference_mode():
+        fused = grounder.ground_pixels(clip, prompts)
+        target = adapter.preprocessing.target_index
+        plain_gem_forward(adapter, clip, grounder.gem_config, target)  # warm-up
+        started = time.perf_counter()
+        for _ in range(job["repeats"]):
+            plain_pass = plain_gem_forward(adapter, clip, grounder.gem_config, target)
+        elapsed = (time.perf_counter() - started) / job["repeats"]
+        plain_maps, _, _ = grounder.prompt_heatmaps(plain_pass, text)
+    difference = (plain_maps.reshape(fused.similarity.shape) - fused.similarity).abs().max()
+    return {
+        "seconds_per_time": elapsed,
+        "max_map_difference": float(difference),
+        "peak_rss_mib": peak_rss_mib(),
+    }
+
+
+def worker_fidelity(job: dict) -> dict:
+    import torch
+
+    from vgem.grounder import Grounder
+
+    adapter = build_adapter(job["backbone"])
+    results = {}
+    for precision in ("fp32", "bf16"):
+        grounder = Grounder(adapter=adapter, extractor="label", precision=precision)
+        maps, points = [], []
+        for index in range(job["clips"]):
+            grounding = grounder.ground_pixels(random_clips(adapter, 1, seed=100 + index), [QUERY])
+            maps.append(grounding.similarity.flatten(2).float())
+            points.append(grounding.points[0][0])
+        results[precision] = (torch.cat(maps), points)
+    reference, reference_points = results["fp32"]
+    reduced, reduced_points = results["bf16"]
+    correlations = [
+        float(torch.corrcoef(torch.stack([a, b]))[0, 1])
+        for a, b in zip(
+            reference.reshape(-1, reference.shape[-1]),
+            reduced.reshape(-1, reduced.shape[-1]),
+            strict=True,
+        )
+    ]
+    agree = sum(a == b for a, b in zip(reference_points, reduced_points, strict=True))
+    return {
+        "mean_pearson": sum(correlations) / len(correlations),
+        "min_pearson": min(correlations),
+        "points_agree": agree,
+        "clips": job["clips"],
+    }
+
+
+def worker_video(job: dict) -> dict:
+    from vgem.grounder import Grounder
+
+    adapter = build_adapter("viclip-b16")
+    grounder = Grounder(adapter=adapter, extractor="label", precision=job["precision"])
+    started = time.perf_counter()
+    result = grounder.ground(job["video"], [QUERY], fps=1)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    return {
+        "seconds": time.perf_counter() - started,
+        "grounded_times": len(result.times),
+        "peak_rss_mib": peak_rss_mib(),
+        "decoder_peak_rss_mib": children,
+    }
+
+
+WORKERS = {
+    "speed": worker_speed,
+    "plain": worker_plain,
+    "fidelity": worker_fidelity,
+    "video": worker_video,
+}
+
+
+def run_worker(job: dict) -> dict:
+    completed = subprocess.run(
+        [sys.executable, __file__, "--worker", json.dumps(job)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if completed.returncode != 0:
+        raise RuntimeError(f"worker {job} failed:\n{completed.stderr[-3000:]}")
+    return json.loads(completed.stdout.strip().splitlines()[-1])
+
+
+# --------------------------------------------------------------------------- the run
+
+
+def matmul_peak(dtype_name: str, size: int = 3072, seconds: float = 3.0) -> float:
+    """Sustained TFLOP/s of a square matrix product in this process."""
+    import torch
+
+    dtype = {"fp32": torch.float32, "bf16": torch.bfloat16}[dtype_name]
+    a = torch.randn(size, size, dtype=dtype)
+    b = torch.randn(size, size, dtype=dtype)
+    a @ b
+    count, started = 0, time.perf_counter()
+    while time.perf_counter() - started < seconds:
+        a @ b
+        count += 1
+    return 2 * size**3 * count / (time.perf_counter() - started) / 1e12
+
+
+def header(*columns: str) -> None:
+    """Start a Markdown table (the report pastes into issues and notes as is)."""
+    print("\n| " + " | ".join(columns) + " |")
+    print("|" + "---|" * len(columns))
+
+
+def row(*cells: object) -> None:
+    print("| " + " | ".join(str(cell) for cell in cells) + " |", flush=True)
+
+
+def make_video(path: Path, seconds: int) -> Path:
+    import imageio_ffmpeg
+
+    if path.exists():
+        return path
+    command = [
+        imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-f", "lavfi",
+        "-i", "testsrc2=size=1280x720:rate=24", "-t", str(seconds),
+        "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", "-y", str(path),
+    ]  # fmt: skip
+    subprocess.run(command, check=True)
+    return path
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    parser.add_argument("--backbones", default=",".join(BACKBONES))
+    parser.add_argument("--precisions", default="fp32,bf16")
+    parser.add_argument("--batches", default="1,4")
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--fidelity-clips", type=int, default=20)
+    parser.add_argument("--memory", action=argparse.BooleanOptionalAction, default=True)
+    parser.add_argument("--plain", action=argparse.BooleanOptionalAction, default=True)
+    parser.add_argument("--video-dir", default="/tmp/vgem-bench")
+    parser.add_argument("--json", help="also write every figure to this JSON file")
+    arguments = parser.parse_args()
+    if arguments.worker:
+        job = json.loads(arguments.worker)
+        print(json.dumps(WORKERS[job["kind"]](job)))
+        return
+
+    import torch
+
+    backbones = arguments.backbones.split(",")
+    precisions = arguments.precisions.split(",")
+    batches = [int(b) for b in arguments.batches.split(",")]
+    report: dict = {"threads": torch.get_num_threads(), "cpu_count": os.cpu_count()}
+    print(f"# vgem grounding benchmark — {report['threads']} threads")
+    peaks = {name: matmul_peak(name) for name in ("fp32", "bf16")}
+    report["matmul_peak_tflops"] = peaks
+    print(
+        f"matrix-product peak: fp32 {peaks['fp32']:.3f} TFLOP/s, bf16 {peaks['bf16']:.3f} TFLOP/s"
+    )
+
+    header(
+        "backbone", "precision", "batch", "s / time", "times / s", "TFLOP / clip", "TFLOP/s",
+        "of peak", "peak RSS MiB",
+    )  # fmt: skip
+    speed_rows = []
+    for backbone in backbones:
+        arch = ARCHITECTURES[backbone]
+        tflop = clip_flops(arch, released=arch.frames > 1) / 1e12
+        for precision in precisions:
+            for batch in batches:
+                job = {
+                    "kind": "speed",
+                    "backbone": backbone,
+                    "precision": precision,
+                    "batch": batch,
+                    "repeats": arguments.repeats,
+                }
+                measured = run_worker(job)
+                seconds = measured["seconds_per_time"]
+                achieved = tflop / seconds
+                fraction = achieved / peaks[precision]
+                speed_rows.append(
+                    {**job, **measured, "tflop_per_clip": tflop, "achieved_tflops": achieved,
+                     "fraction_of_peak": fraction}
+                )  # fmt: skip
+                row(
+                    backbone, precision, batch, f"{seconds:.3f}", f"{1 / seconds:.2f}",
+                    f"{tflop:.3f}", f"{achieved:.3f}", f"{fraction:.0%}",
+                    f"{measured['peak_rss_mib']:.0f}",
+                )  # fmt: skip
+    report["speed"] = speed_rows
+
+    if arguments.plain:
+        header(
+            "backbone", "plain fp32 s / clip", "max map Δ vs vgem fp32",
+            "speed-up fp32 (best batch)", "speed-up bf16 (best batch)",
+        )  # fmt: skip
+        report["plain"] = []
+        for backbone in backbones:
+            measured = run_worker({"kind": "plain", "backbone": backbone, "repeats": 1})
+            best = {
+                precision: min(
+                    (
+                        r["seconds_per_time"]
+                        for r in speed_rows
+                        if r["backbone"] == backbone and r["precision"] == precision
+                    ),
+                    default=float("nan"),
+                )
+                for precision in ("fp32", "bf16")
+            }
+            plain = measured["seconds_per_time"]
+            speedups = {f"speedup_{p}": plain / best[p] for p in ("fp32", "bf16")}
+            report["plain"].append({"backbone": backbone, **measured, **speedups})
+            row(
+                backbone, f"{plain:.3f}", f"{measured['max_map_difference']:.2e}",
+                f"{speedups['speedup_fp32']:.2f}×", f"{speedups['speedup_bf16']:.2f}×",
+            )  # fmt: skip
+
+    if "bf16" in precisions and arguments.fidelity_clips:
+        header("backbone", "bf16 vs fp32: mean Pearson r", "min r", "final points equal")
+        report["fidelity"] = []
+        for backbone in backbones:
+            measured = run_worker(
+                {"kind": "fidelity", "backbone": backbone, "clips": arguments.fidelity_clips}
+            )
+            report["fidelity"].append({"backbone": backbone, **measured})
+            row(
+                backbone, f"{measured['mean_pearson']:.5f}", f"{measured['min_pearson']:.5f}",
+                f"{measured['points_agree']}/{measured['clips']}",
+            )  # fmt: skip
+
+    if arguments.memory:
+        folder = Path(arguments.video_dir)
+        folder.mkdir(parents=True, exist_ok=True)
+        header(
+            "video (720p, 24 fps)", "grounded times", "seconds", "peak RSS MiB", "ffmpeg peak MiB"
+        )
+        report["memory"] = []
+        precision = "bf16" if "bf16" in precisions else "fp32"
+        for label, seconds in (("30 s", 30), ("10 min", 600)):
+            video = make_video(folder / f"testsrc-{seconds}s-720p.mp4", seconds)
+            measured = run_worker({"kind": "video", "video": str(video), "precision": precision})
+            report["memory"].append({"video": label, **measured})
+            row(
+                label, measured["grounded_times"], f"{measured['seconds']:.1f}",
+                f"{measured['peak_rss_mib']:.0f}", f"{measured['decoder_peak_rss_mib']:.0f}",
+            )  # fmt: skip
+        short, long = report["memory"]
+        ratio = long["peak_rss_mib"] / short["peak_rss_mib"]
+        print(f"peak RSS 10 min / 30 s: {ratio:.2f}×")
+
+    if arguments.json:
+        Path(arguments.json).write_text(json.dumps(report, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
