@@ -14,13 +14,15 @@ from pathlib import Path
 import numpy as np
 
 from vgem.prompts import PROMPT_ROLES
-from vgem.render import FrameOverlay
+from vgem.render import FrameOverlay, TimelineStrip
 from vgem.results import GroundingResult
 
 ROLE_DISPLAY_WEIGHTS = {"decomposed": (1.0, 1.0, 3.0)}
 
 
-def display_heatmap(similarity: np.ndarray, input_size: int, prompts_mode: str) -> np.ndarray:
+def display_heatmap(
+    similarity: np.ndarray, input_size: int, prompts_mode: str, queries: list[int] | None = None
+) -> np.ndarray:
     """One [S, S] map in [0, 1] for raw maps ``[queries, 3, h, w]``.
 
     Per query: the normalized map of the prompt that decides the point (the
@@ -31,6 +33,8 @@ def display_heatmap(similarity: np.ndarray, input_size: int, prompts_mode: str) 
 
     from vgem.heatmaps import min_max_normalize, upsample
 
+    if queries is not None:
+        similarity = similarity[queries]
     heatmaps = min_max_normalize(upsample(torch.from_numpy(similarity), input_size))
     if prompts_mode in PROMPT_ROLES:
         per_query = heatmaps[:, PROMPT_ROLES.index(prompts_mode)]
@@ -41,31 +45,52 @@ def display_heatmap(similarity: np.ndarray, input_size: int, prompts_mode: str) 
 
 
 def overlay_source(result: GroundingResult) -> Callable[[int], FrameOverlay | None]:
-    """``frame index → overlay`` using the grounded time nearest to each frame."""
+    """``frame index → overlay`` using the grounded time nearest to each frame.
+
+    With a timeline (``--temporal``), a frame shows only the query its time is
+    labelled with (or "no action"), and a strip of the segments with a cursor.
+    """
     from vgem.video import time_of_frame
 
     info = result.video
     times = np.asarray(result.times, dtype=np.float64)
     prompts_mode = str(result.settings.get("prompts", "decomposed"))
-    cached: dict[int, np.ndarray] = {}
+    timeline = result.timeline
+    strip_spans = _strip_spans(result) if timeline is not None else []
+    cached: dict[int, np.ndarray | None] = {}
 
     def overlay(frame_index: int) -> FrameOverlay | None:
         if len(times) == 0:
             return None
-        nearest = int(np.argmin(np.abs(times - time_of_frame(info, frame_index))))
+        time = time_of_frame(info, frame_index)
+        nearest = int(np.argmin(np.abs(times - time)))
+        shown = list(range(len(result.queries)))
+        title = f"t = {times[nearest]:.2f} s"
+        strip = None
+        if timeline is not None:
+            label = timeline.labels[nearest]
+            shown = [] if label is None else [label]
+            title = f"{title}  {result.queries[label].query if shown else 'no action'}"
+            strip = TimelineStrip(strip_spans, cursor=time / max(info.duration, 1e-9))
         if nearest not in cached:
             cached.clear()
-            cached[nearest] = display_heatmap(
-                result.similarity[nearest], result.input_size, prompts_mode
+            cached[nearest] = (
+                display_heatmap(result.similarity[nearest], result.input_size, prompts_mode, shown)
+                if shown
+                else None
             )
-        points = [(*query.times[nearest].point, query.query) for query in result.queries]
-        return FrameOverlay(
-            heatmap=cached[nearest],
-            points=points,
-            title=f"t = {times[nearest]:.2f} s",
-        )
+        points = [(*result.queries[q].times[nearest].point, result.queries[q].query) for q in shown]
+        return FrameOverlay(heatmap=cached[nearest], points=points, title=title, timeline=strip)
 
     return overlay
+
+
+def _strip_spans(result: GroundingResult) -> list[tuple[float, float, int]]:
+    duration = max(result.video.duration, 1e-9)
+    return [
+        (segment.start / duration, segment.end / duration, segment.query_index + 1)
+        for segment in result.timeline.segments
+    ]
 
 
 def write_annotated_video(

@@ -37,6 +37,8 @@ from vgem.cli_options import (
     method_settings,
 )
 from vgem.cli_support import QUIET, VERBOSE, progress_bar, user_errors
+from vgem.commands_fetch import fetch_command
+from vgem.eval.command import eval_command
 
 app = typer.Typer(
     name="vgem",
@@ -50,6 +52,7 @@ app = typer.Typer(
 
 TIMES_PANEL = "Which times"
 OUTPUT_PANEL = "Outputs"
+WHEN_PANEL = "When (untrimmed videos)"
 
 
 def _version(value: bool) -> None:
@@ -126,6 +129,38 @@ def ground(
     batch_size: BatchSizeOption = 1,
     device: DeviceOption = "auto",
     precision: PrecisionOption = "fp32",
+    temporal: Annotated[
+        bool,
+        typer.Option(
+            "--temporal",
+            help="Also say when each query happens: a label per time, and segments.",
+            rich_help_panel=WHEN_PANEL,
+        ),
+    ] = False,
+    threshold: Annotated[
+        str,
+        typer.Option(
+            help="Background threshold on per-query normalized scores, in [0, 1], or 'auto' "
+            "(Otsu's cut of this video's scores).",
+            rich_help_panel=WHEN_PANEL,
+        ),
+    ] = "0.5",
+    min_segment: Annotated[
+        float, typer.Option(help="Drop segments shorter than this (s).", rich_help_panel=WHEN_PANEL)
+    ] = 2.0,
+    max_gap: Annotated[
+        float,
+        typer.Option(
+            help="Bridge background gaps up to this long inside a segment (s).",
+            rich_help_panel=WHEN_PANEL,
+        ),
+    ] = 1.0,
+    temporal_scorer: Annotated[
+        str,
+        typer.Option(
+            help="Temporal scorer plugin: class-token, start-end.", rich_help_panel=WHEN_PANEL
+        ),
+    ] = "class-token",
     quiet: Annotated[bool, QUIET] = False,
     verbose: Annotated[bool, VERBOSE] = False,
 ) -> None:
@@ -163,9 +198,21 @@ def ground(
             normalize_sentence(query)
         info = probe_video(video, source_fps=source_fps)
         times = grounded_times(info, fps=fps, at=at or None, every_frame=every_frame)
+        temporal_settings = None
+        if temporal:
+            from vgem.temporal import TemporalSettings
+
+            temporal_settings = TemporalSettings(
+                scorer=temporal_scorer,
+                threshold=threshold,
+                min_segment=min_segment,
+                max_gap=max_gap,
+            )
         grounder = Grounder(backbone, weights, **settings)
         with progress_bar("grounding", quiet) as report:
-            result = grounder.ground(info, queries, at=times, progress=report)
+            result = grounder.ground(
+                info, queries, at=times, progress=report, temporal=temporal_settings
+            )
         if heatmaps is not None:
             write_npz(result, heatmaps)
         if video_out is not None:
@@ -179,6 +226,9 @@ def ground(
             import json
 
             typer.echo(json.dumps(to_json_dict(result), indent=2))
+
+
+app.command("eval")(eval_command)
 
 
 @app.command()
@@ -197,6 +247,9 @@ def plugins(verbose: Annotated[bool, VERBOSE] = False) -> None:
             status = f"[red]failed: {row.error}[/]" if row.error else "[green]ok[/]"
             table.add_row(GROUPS[row.group], row.name, f"{row.package} {row.version}", status)
         Console(soft_wrap=False).print(table)
+
+
+app.command("fetch")(fetch_command)
 
 
 def main() -> None:

@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 
     from vgem.backbones.base import BackboneAdapter
     from vgem.gem import GemPass
+    from vgem.temporal.segments import TemporalSettings
     from vgem.video import VideoInfo
 
 Progress = Callable[[int, int], None]
@@ -45,7 +46,8 @@ class PixelGrounding:
     ``[B, Q, 3, S, S]`` upsampled and min-max normalized; ``prompt_points``
     ``[B, Q, 3, 2]`` their arg-max (x, y); ``points`` the final (x, y) per
     clip and query; ``scores`` ``[B, Q]`` clip-embedding cosine with the action
-    prompt. Roles are ordered verb, object, action.
+    prompt; ``clip_embeddings`` ``[B, D]`` the normalized original-path clip
+    embeddings. Roles are ordered verb, object, action.
     """
 
     similarity: torch.Tensor
@@ -55,6 +57,7 @@ class PixelGrounding:
     scores: torch.Tensor
     chosen_rows: torch.Tensor
     clip_text_cosine: torch.Tensor
+    clip_embeddings: torch.Tensor
 
 
 @dataclass
@@ -190,6 +193,7 @@ class Grounder:
         every_frame: bool = False,
         source_fps: float = 1.0,
         progress: Progress | None = None,
+        temporal: TemporalSettings | None = None,
     ) -> GroundingResult:
         """Where each query happens at each grounded time of ``video``.
 
@@ -197,6 +201,8 @@ class Grounder:
         Grounded times: ``at`` (seconds), every frame, or ``fps`` per second
         (default 1). ``source_fps`` is the frame rate of a frame folder.
         ``progress(done, total)`` is called as clips are grounded.
+        ``temporal`` also says when each query happens: a label per grounded
+        time and segments (untrimmed videos).
         """
         from vgem import video as video_io
 
@@ -213,13 +219,15 @@ class Grounder:
         per_query: list[list[GroundedTime | None]] = [[None] * len(times) for _ in prompts]
         grid = self.adapter.token_layout().grid
         similarity = np.zeros((len(times), len(prompts), len(PROMPT_ROLES), *grid), np.float32)
+        clip_embeddings = np.zeros((len(times), table.embeddings.shape[-1]), np.float32)
         done = 0
         if progress:
             progress(0, len(times))
         for batch in self._batches(info, times):
-            grounded, maps = self._ground_batch(batch, info, times, prompts, table)
+            grounded, maps, embeddings = self._ground_batch(batch, info, times, prompts, table)
             for slot, position in enumerate(batch.positions):
                 similarity[position] = maps[slot]
+                clip_embeddings[position] = embeddings[slot].numpy()
                 for query_index, entry in enumerate(grounded[slot]):
                     per_query[query_index][position] = entry
             done += len(batch.positions)
@@ -246,6 +254,36 @@ class Grounder:
             times=np.asarray(times, dtype=np.float64),
             frames=np.asarray([video_io.frame_index_at(info, t) for t in times], dtype=np.int64),
             similarity=similarity,
+            clip_embeddings=clip_embeddings,
+            timeline=self._timeline(temporal, times, clip_embeddings, prompts, table),
+        )
+
+    def _timeline(self, temporal, times, clip_embeddings, prompts, table):
+        """When each query happens (``--temporal``), from the clip embeddings."""
+        if temporal is None:
+            return None
+        import torch
+
+        from vgem import plugins
+        from vgem.temporal.segments import localize
+
+        scorer = _instantiate(plugins.load("vgem.temporal", temporal.scorer))
+        embeddings = {"action": table.embeddings[table.action_rows]}
+        extra = [scorer.prompts(query.extraction.action) for query in prompts]
+        for role in sorted({role for roles in extra for role in roles}):
+            embeddings[role] = self.embed_texts([roles[role] for roles in extra])
+        scores = scorer.score(torch.from_numpy(clip_embeddings), embeddings)
+
+        def as_array(values):
+            return None if values is None else values.float().numpy()
+
+        return localize(
+            np.asarray(times),
+            as_array(scores.relevance),
+            [query.query for query in prompts],
+            temporal,
+            start_scores=as_array(scores.start),
+            end_scores=as_array(scores.end),
         )
 
     def _batches(self, info, times: list[float]):
@@ -370,6 +408,7 @@ class Grounder:
             scores=clip_text_cosine[:, table.action_rows],
             chosen_rows=chosen_rows.reshape(shape),
             clip_text_cosine=clip_text_cosine,
+            clip_embeddings=clip_embedding,
         )
 
     def _ground_batch(self, batch: _ClipBatch, info, times, prompts, table: _PromptTable):
@@ -412,7 +451,7 @@ class Grounder:
                     )
                 )
             grounded.append(entries)
-        return grounded, grounding.similarity.cpu().numpy()
+        return grounded, grounding.similarity.cpu().numpy(), grounding.clip_embeddings.cpu()
 
     def _final_point(self, heatmaps: torch.Tensor, points: torch.Tensor) -> tuple[int, int]:
         mode = self.settings.prompts

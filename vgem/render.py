@@ -64,6 +64,16 @@ class FrameOverlay:
     heatmap: np.ndarray | None = None
     points: list[tuple[float, float, str]] = field(default_factory=list)
     title: str | None = None
+    timeline: TimelineStrip | None = None
+
+
+@dataclass
+class TimelineStrip:
+    """A bar along the bottom of the frame: coloured spans (fractions of the
+    video, colour index) and a cursor at the current position."""
+
+    spans: list[tuple[float, float, int]] = field(default_factory=list)
+    cursor: float = 0.0
 
 
 # --------------------------------------------------------------------------- drawing
@@ -252,7 +262,23 @@ def apply_overlay(frame: np.ndarray, overlay: FrameOverlay, alpha: float = 0.5) 
             _draw_label_into(annotated, label, label_position, _point_colour(number))
     if overlay.title:
         _draw_label_into(annotated, overlay.title, (4, 4), (255, 255, 255))
+    if overlay.timeline is not None:
+        _draw_timeline_into(annotated, overlay.timeline)
     return annotated
+
+
+def _draw_timeline_into(frame: np.ndarray, strip: TimelineStrip) -> None:
+    """Segments as coloured spans on a dark bar, the current time as a white tick."""
+    height, width = frame.shape[:2]
+    bar = max(3, round(height / 30))
+    top = height - bar
+    frame[top:, :] = (frame[top:, :] // 4).astype(frame.dtype)
+    for start, end, colour in strip.spans:
+        left = int(np.clip(round(start * width), 0, width))
+        right = int(np.clip(round(end * width), left + 1, width))
+        frame[top:, left:right] = _point_colour(colour)
+    cursor = int(np.clip(round(strip.cursor * (width - 1)), 0, width - 1))
+    frame[top:, max(0, cursor - 1) : cursor + 1] = (255, 255, 255)
 
 
 def _point_colour(number: int) -> Colour:

@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from vgem.temporal.segments import Timeline
 from vgem.video import VideoInfo
 
 SCHEMA = "vgem.grounding/1"
@@ -76,7 +77,9 @@ class GroundingResult:
     ``similarity`` is float32 ``[times, queries, 3, grid_h, grid_w]``: the raw
     cosine maps of the verb, object and action prompts (chosen candidates)
     before upsampling and normalization. ``times`` / ``frames`` are parallel to
-    its first axis.
+    its first axis, as are ``clip_embeddings`` ``[times, D]`` (the original
+    path's normalized clip embeddings). ``timeline`` says when each query
+    happens, when temporal localization was asked for.
     """
 
     video: VideoInfo
@@ -88,6 +91,8 @@ class GroundingResult:
     times: np.ndarray
     frames: np.ndarray
     similarity: np.ndarray
+    clip_embeddings: np.ndarray | None = None
+    timeline: Timeline | None = None
 
     def __post_init__(self) -> None:
         count = len(self.times)
@@ -117,6 +122,39 @@ def to_json_dict(result: GroundingResult) -> dict[str, Any]:
         "input_size": result.input_size,
         "settings": _plain(result.settings),
         "queries": [_query_dict(query) for query in result.queries],
+        **(_temporal_dict(result) if result.timeline is not None else {}),
+    }
+
+
+def _temporal_dict(result: GroundingResult) -> dict[str, Any]:
+    """Segments and the per-time label of a temporal run."""
+    timeline = result.timeline
+    queries = [query.query for query in result.queries]
+    return {
+        "temporal": {
+            **(asdict(timeline.settings) if timeline.settings else {}),
+            "threshold_used": round(timeline.threshold, 6),
+        },
+        "segments": [
+            {
+                "query": segment.query,
+                "start": round(segment.start, 3),
+                "end": round(segment.end, 3),
+                "score": round(segment.score, 6),
+            }
+            for segment in timeline.segments
+        ],
+        "timeline": [
+            {
+                "time": float(time),
+                "label": None if label is None else queries[label],
+                "scores": {
+                    query: round(float(score), 6)
+                    for query, score in zip(queries, timeline.relevance[index], strict=True)
+                },
+            }
+            for index, (time, label) in enumerate(zip(timeline.times, timeline.labels, strict=True))
+        ],
     }
 
 
@@ -182,11 +220,18 @@ def atomic_write(path: str | Path, write) -> Path:
     os.close(handle)
     try:
         write(Path(temporary))
+        os.chmod(temporary, 0o666 & ~_umask())  # mkstemp's 0600 is for the temporary only
         os.replace(temporary, target)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
     return target
+
+
+def _umask() -> int:
+    current = os.umask(0)
+    os.umask(current)
+    return current
 
 
 def write_json(result: GroundingResult, path: str | Path) -> Path:
@@ -206,6 +251,11 @@ def write_npz(result: GroundingResult, path: str | Path) -> Path:
                 times=np.asarray(result.times, dtype=np.float64),
                 frames=np.asarray(result.frames, dtype=np.int64),
                 points=result.points,
+                clip_embeddings=(
+                    np.zeros((len(result.times), 0), np.float32)
+                    if result.clip_embeddings is None
+                    else result.clip_embeddings.astype(np.float32)
+                ),
                 queries=np.array([query.query for query in result.queries]),
                 prompts=np.array(["verb", "object", "action"]),
             )

@@ -152,7 +152,7 @@ def build_pipeline(model_dir: Path | None) -> DocumentParser:
             processors=PROCESSORS,
             download_method=None,
             device="cpu",
-            logging_level="WARN",
+            logging_level="ERROR",
             **options,
         )
     except FileNotFoundError as error:

@@ -1,0 +1,503 @@
+"""``vgem eval``: a benchmark (or any manifest) in, a table and results.json out.
+
+The command only wires things together: samples come from a dataset adapter
+or a manifest, vgem.eval.runner grounds and records them, vgem.eval.report
+turns the records into figures. Its method options are the very definitions
+``vgem ground`` uses (vgem.cli_options), so every ablation of the paper is
+one ``vgem eval`` with the flag that ``vgem ground`` would take.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from vgem.cli_options import (
+    AggregatorOption,
+    BackboneOption,
+    BatchSizeOption,
+    ClipStepOption,
+    DepthOption,
+    DeviceOption,
+    DynamicLayersOption,
+    DynamicTemperatureOption,
+    ExtractorOption,
+    ImageModeOption,
+    IterationsOption,
+    PrecisionOption,
+    PromptsOption,
+    StaticWeightsOption,
+    TemperatureOption,
+    VideoAttentionOption,
+    WeightingOption,
+    WeightsOption,
+    method_settings,
+)
+from vgem.cli_support import QUIET, VERBOSE, stderr, user_errors
+
+if TYPE_CHECKING:
+    from vgem.eval.manifest import ManifestProblem, Sample
+    from vgem.eval.runner import Selection
+    from vgem.settings import Settings
+
+DATA_PANEL = "What to evaluate"
+RUN_DIR_PANEL = "Run directory"
+REPORT_PANEL = "Report"
+DEFAULT_METRICS = "pointing,map"
+PROBLEMS_SHOWN = 20
+
+
+def eval_command(
+    dataset: Annotated[
+        str | None,
+        typer.Option(
+            "--dataset",
+            "-d",
+            help="Dataset plugin to read: gyt, yc, daly, vhico (see `vgem plugins`).",
+            rich_help_panel=DATA_PANEL,
+        ),
+    ] = None,
+    manifest: Annotated[
+        Path | None,
+        typer.Option(
+            help="A sample manifest (JSON Lines, see the README) instead of --dataset.",
+            rich_help_panel=DATA_PANEL,
+        ),
+    ] = None,
+    root: Annotated[
+        Path | None,
+        typer.Option(
+            help="Folder holding the dataset (annotations and videos); with --manifest, "
+            "videos are relative to it (default: the manifest's folder).",
+            rich_help_panel=DATA_PANEL,
+        ),
+    ] = None,
+    limit: Annotated[
+        int | None,
+        typer.Option(min=1, help="Evaluate only this many samples.", rich_help_panel=DATA_PANEL),
+    ] = None,
+    shuffle_seed: Annotated[
+        int | None,
+        typer.Option(
+            help="Shuffle the samples with this seed before --limit (a random subset).",
+            rich_help_panel=DATA_PANEL,
+        ),
+    ] = None,
+    source_fps: Annotated[
+        float, typer.Option(help="Frame rate of frame folders.", rich_help_panel=DATA_PANEL)
+    ] = 1.0,
+    export_manifest: Annotated[
+        Path | None,
+        typer.Option(
+            help="Write the samples as a manifest to this file and stop (loads no model).",
+            rich_help_panel=DATA_PANEL,
+        ),
+    ] = None,
+    run_dir: Annotated[
+        Path | None,
+        typer.Option(
+            help="Where predictions and results go "
+            "(default: runs/<dataset>-<backbone>-<settings hash>).",
+            rich_help_panel=RUN_DIR_PANEL,
+        ),
+    ] = None,
+    resume: Annotated[
+        bool,
+        typer.Option(
+            "--resume/--no-resume",
+            help="Skip samples the run directory already holds for these settings; "
+            "--no-resume starts over (the old predictions are kept aside).",
+            rich_help_panel=RUN_DIR_PANEL,
+        ),
+    ] = True,
+    retry_errors: Annotated[
+        bool,
+        typer.Option(
+            "--retry-errors",
+            help="Ground again the samples that failed before (e.g. once missing videos "
+            "are downloaded).",
+            rich_help_panel=RUN_DIR_PANEL,
+        ),
+    ] = False,
+    metrics: Annotated[
+        str,
+        typer.Option(
+            help="Metrics, comma-separated: pointing (pointing game), map (spatial mAP).",
+            rich_help_panel=REPORT_PANEL,
+        ),
+    ] = DEFAULT_METRICS,
+    compare: Annotated[
+        str | None,
+        typer.Option(
+            help="'paper': show the published accuracy (paper Table 1) beside ours.",
+            rich_help_panel=REPORT_PANEL,
+        ),
+    ] = None,
+    show: Annotated[
+        list[Path] | None,
+        typer.Option(
+            help="Show finished runs (a run directory, repeatable) side by side with their "
+            "average, instead of running.",
+            rich_help_panel=REPORT_PANEL,
+        ),
+    ] = None,
+    backbone: BackboneOption = "viclip-b16",
+    weights: WeightsOption = None,
+    weighting: WeightingOption = "combined",
+    depth: DepthOption = 7,
+    iterations: IterationsOption = 1,
+    temperature: TemperatureOption = None,
+    static_weights: StaticWeightsOption = None,
+    dynamic_layers: DynamicLayersOption = 3,
+    dynamic_temperature: DynamicTemperatureOption = 20.0,
+    video_attention: VideoAttentionOption = "auto",
+    prompts: PromptsOption = "decomposed",
+    extractor: ExtractorOption = "auto",
+    aggregator: AggregatorOption = "position-average",
+    clip_step: ClipStepOption = 0.25,
+    image_mode: ImageModeOption = False,
+    batch_size: BatchSizeOption = 1,
+    device: DeviceOption = "auto",
+    precision: PrecisionOption = "fp32",
+    quiet: Annotated[bool, QUIET] = False,
+    verbose: Annotated[bool, VERBOSE] = False,
+) -> None:
+    """Evaluate grounding on a benchmark or manifest: pointing game and spatial mAP."""
+    with user_errors(verbose):
+        from vgem.errors import SettingsError
+
+        compare_paper = _compare_choice(compare)
+        if show:
+            if dataset is not None or manifest is not None or export_manifest is not None:
+                raise SettingsError(
+                    "--show prints finished runs; it runs nothing, so drop "
+                    "--dataset, --manifest and --export-manifest."
+                )
+            _show_runs(show, compare_paper)
+            return
+        chosen_metrics = parse_metrics(metrics)
+        settings = method_settings(
+            weighting=weighting,
+            depth=depth,
+            iterations=iterations,
+            temperature=temperature,
+            static_weights=static_weights,
+            dynamic_layers=dynamic_layers,
+            dynamic_temperature=dynamic_temperature,
+            video_attention=video_attention,
+            prompts=prompts,
+            extractor=extractor,
+            aggregator=aggregator,
+            clip_step=clip_step,
+            image_mode=image_mode,
+            batch_size=batch_size,
+            device=device,
+            precision=precision,
+        )
+        from vgem.eval.runner import select_samples
+        from vgem.settings import Settings
+
+        # Bad options fail before the (possibly long) reading of annotations.
+        resolved_settings = Settings.from_options(**settings)
+        source = _open_samples(dataset, manifest, root)
+        selection = select_samples(source.items, limit=limit, shuffle_seed=shuffle_seed)
+        _warn_about(selection.problems)
+        if export_manifest is not None:
+            _export(selection.samples, export_manifest, quiet)
+            return
+        _evaluate(
+            source=source,
+            selection=selection,
+            backbone=backbone,
+            weights=weights,
+            settings=settings,
+            resolved_settings=resolved_settings,
+            source_fps=source_fps,
+            metrics=chosen_metrics,
+            run_dir=run_dir,
+            resume=resume,
+            retry_errors=retry_errors,
+            limit=limit,
+            shuffle_seed=shuffle_seed,
+            compare_paper=compare_paper,
+            quiet=quiet,
+        )
+
+
+# --------------------------------------------------------------------------- options
+
+
+def parse_metrics(text: str) -> tuple[str, ...]:
+    """``pointing,map`` → ("pointing", "map"), in the canonical order."""
+    from vgem.errors import SettingsError
+    from vgem.eval.runner import METRICS
+
+    chosen = {part.strip().lower() for part in text.replace(" ", ",").split(",") if part.strip()}
+    unknown = sorted(chosen - set(METRICS))
+    if unknown or not chosen:
+        raise SettingsError(
+            f"--metrics takes {' and/or '.join(METRICS)} separated by commas, not {text!r}."
+        )
+    return tuple(name for name in METRICS if name in chosen)
+
+
+def _compare_choice(compare: str | None) -> bool:
+    from vgem.errors import SettingsError
+
+    if compare is None:
+        return False
+    if compare.strip().lower() != "paper":
+        raise SettingsError(f"--compare takes 'paper', not {compare!r}.")
+    return True
+
+
+# --------------------------------------------------------------------------- samples
+
+
+@dataclass(frozen=True)
+class _SampleSource:
+    """Where the samples come from: the items, the name runs are filed under, the root."""
+
+    items: Iterable[Sample | ManifestProblem]
+    label: str
+    root: Path
+    dataset: str | None
+    manifest: Path | None
+
+
+def _open_samples(dataset: str | None, manifest: Path | None, root: Path | None) -> _SampleSource:
+    from vgem.errors import SettingsError
+
+    if manifest is not None and dataset is None:
+        from vgem.eval.datasets.base import dataset_root
+        from vgem.eval.manifest import read_manifest
+
+        manifest_path = manifest.expanduser().resolve()
+        data_root = dataset_root(root or manifest_path.parent).resolve()
+        items = read_manifest(manifest_path, data_root)
+        return _SampleSource(items, manifest_path.stem, data_root, None, manifest_path)
+    if dataset is None or manifest is not None:
+        raise SettingsError("Give one of --dataset NAME and --manifest FILE.")
+    if root is None:
+        raise SettingsError(f"--dataset {dataset} needs --root DIR, the folder it was unpacked in.")
+    from vgem import plugins
+    from vgem.eval.datasets.base import dataset_root
+
+    adapter = plugins.load("vgem.datasets", dataset)
+    if isinstance(adapter, type):
+        adapter = adapter()
+    data_root = dataset_root(root).resolve()
+    return _SampleSource(adapter.read(data_root), dataset, data_root, dataset, None)
+
+
+def _warn_about(problems: list[ManifestProblem]) -> None:
+    """Each unusable sample on one line, with its place; a long list is cut short."""
+    from rich.markup import escape
+
+    for problem in problems[:PROBLEMS_SHOWN]:
+        stderr.print(f"[yellow]warning:[/] {escape(str(problem))}", soft_wrap=True)
+    if len(problems) > PROBLEMS_SHOWN:
+        more = len(problems) - PROBLEMS_SHOWN
+        stderr.print(f"[yellow]warning:[/] … and {more} more problem(s)", soft_wrap=True)
+
+
+def _export(samples: list[Sample], path: Path, quiet: bool) -> None:
+    from vgem.eval.manifest import write_manifest
+
+    written = write_manifest(samples, path.expanduser())
+    if not quiet:
+        stderr.print(f"wrote {written} sample(s) to {path}", soft_wrap=True, markup=False)
+
+
+# --------------------------------------------------------------------------- running
+
+
+def _evaluate(
+    *,
+    source: _SampleSource,
+    selection: Selection,
+    backbone: str,
+    weights: str | None,
+    settings: dict[str, Any],
+    resolved_settings: Settings,
+    source_fps: float,
+    metrics: tuple[str, ...],
+    run_dir: Path | None,
+    resume: bool,
+    retry_errors: bool,
+    limit: int | None,
+    shuffle_seed: int | None,
+    compare_paper: bool,
+    quiet: bool,
+) -> None:
+    import json
+
+    from rich.console import Console
+
+    from vgem.eval.report import (
+        RESULTS_FILE,
+        RunDescription,
+        build_results,
+        render_tables,
+        write_results,
+    )
+    from vgem.eval.runner import RunContext, evaluate, fingerprint, run_identity
+
+    identity = run_identity(backbone, weights, resolved_settings, source_fps)
+    settings_hash = fingerprint(identity)
+    directory = (run_dir or _default_run_dir(source.label, backbone, settings_hash)).expanduser()
+    description = RunDescription(
+        dataset=source.dataset,
+        manifest=None if source.manifest is None else str(source.manifest),
+        root=str(source.root),
+        run_dir=str(directory.resolve()),
+        backbone=backbone,
+        weights=weights,
+        settings=json.loads(json.dumps(resolved_settings.to_dict())),
+        settings_hash=settings_hash,
+        identity=identity,
+        metrics=metrics,
+        limit=limit,
+        shuffle_seed=shuffle_seed,
+        started_at=_now(),
+        label=source.label,
+    )
+    context = RunContext(
+        root=source.root,
+        settings_hash=settings_hash,
+        metrics=frozenset(metrics),
+        source_fps=source_fps,
+    )
+
+    def load_grounder():
+        from vgem.grounder import Grounder
+
+        return Grounder(backbone, weights, **settings)
+
+    with _ProgressDisplay(len(selection.samples), quiet) as progress:
+        outcome = evaluate(
+            selection,
+            context=context,
+            run_dir=directory,
+            load_grounder=load_grounder,
+            resume=resume,
+            retry_errors=retry_errors,
+            on_resume=progress.resume,
+            on_record=progress.record,
+        )
+    document = build_results(
+        description,
+        selection,
+        outcome.records,
+        finished_at=_now(),
+        resumed=outcome.resumed,
+        evaluated=outcome.written,
+    )
+    results_path = write_results(directory / RESULTS_FILE, document)
+    if outcome.interrupted:
+        stderr.print(
+            f"partial results in {results_path}; run the same command to finish", markup=False
+        )
+        raise KeyboardInterrupt
+    for table in render_tables([document], compare_paper=compare_paper):
+        Console(soft_wrap=False).print(table)
+    if not quiet:
+        stderr.print(f"results: {results_path}", soft_wrap=True, markup=False)
+
+
+def _default_run_dir(label: str, backbone: str, settings_hash: str) -> Path:
+    return Path("runs") / f"{_slug(label)}-{_slug(backbone)}-{settings_hash[:8]}"
+
+
+def _slug(text: str) -> str:
+    """A name safe in a path on any system ("openclip:ViT-B-16@x" → "openclip_ViT-B-16_x")."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("._") or "run"
+
+
+def _show_runs(run_dirs: list[Path], compare_paper: bool) -> None:
+    from rich.console import Console
+
+    from vgem.eval.report import load_results, render_tables
+
+    documents = [load_results(run_dir) for run_dir in run_dirs]
+    for table in render_tables(documents, compare_paper=compare_paper):
+        Console(soft_wrap=False).print(table)
+
+
+class _ProgressDisplay:
+    """A progress bar with the accuracy so far, on stderr when it is a terminal.
+
+    Samples finished in earlier sittings count from the start, so the bar and
+    the accuracy describe the whole run, not just this sitting.
+    """
+
+    def __init__(self, total: int, quiet: bool) -> None:
+        self.total = total
+        self.enabled = not quiet and sys.stderr.isatty()
+        self.done = self.scored = self.hits = self.errors = 0
+        self._bar: Any = None
+        self._task: Any = None
+
+    def __enter__(self) -> _ProgressDisplay:
+        if self.enabled:
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TextColumn,
+                TimeElapsedColumn,
+                TimeRemainingColumn,
+            )
+
+            self._bar = Progress(
+                TextColumn("evaluating"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("{task.fields[figures]}"),
+                TimeElapsedColumn(),
+                TimeRemainingColumn(),
+                console=stderr,
+                transient=True,
+            )
+            self._bar.__enter__()
+            self._task = self._bar.add_task("evaluating", total=self.total, figures="")
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self._bar is not None:
+            self._bar.__exit__(*exc_info)
+
+    def resume(self, finished_lines: list[dict[str, Any]]) -> None:
+        for line in finished_lines:
+            self._count(line)
+        self._refresh()
+
+    def record(self, line: dict[str, Any]) -> None:
+        self._count(line)
+        self._refresh()
+
+    def _count(self, line: Mapping[str, Any]) -> None:
+        self.done += 1
+        if "error" in line:
+            self.errors += 1
+        else:
+            self.scored += 1
+            self.hits += bool(line.get("hit"))
+
+    def _refresh(self) -> None:
+        if self._bar is None:
+            return
+        accuracy = f"{100 * self.hits / self.scored:.2f} %" if self.scored else "—"
+        figures = f"accuracy {accuracy}" + (f" · {self.errors} error(s)" if self.errors else "")
+        self._bar.update(self._task, completed=self.done, figures=figures)
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")

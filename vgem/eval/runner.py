@@ -1,0 +1,618 @@
+"""Running an evaluation: samples in, one prediction line per sample out.
+
+A run's whole state is its predictions file, ``predictions.jsonl`` in the run
+directory. Each line is written, flushed and fsynced as soon as its sample
+is scored, so a run killed at any moment keeps everything it finished, and a
+resumed run skips every sample that already has a line made with the same
+settings for the same sample. The figures are computed from that file alone
+(see vgem.eval.report), so an interrupted and resumed run reports exactly
+what an uninterrupted one does.
+
+Samples are grouped by video: each video is probed once and grounded with
+one ``Grounder.ground`` call that takes all of its distinct queries and
+times. The visual pass is per clip and shared by every query, and the video
+is decoded in one streaming pass, so this costs one forward per distinct
+time; calling once per (video, query) would decode the video and run the
+backbone again for every extra query. The price is granularity: lines are
+written when a video's call returns, so a kill loses the samples of the video
+in flight (they are grounded again on resume, never recorded twice).
+
+A sample that cannot be run (video missing, unreadable, too short for its
+time) gets an error line and never stops the run. An error line counts as
+done, so resuming never records a sample twice; once the missing videos are
+there, ``retry_errors`` (``--retry-errors``) grounds those samples again and
+their new line replaces the error.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import random
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, BinaryIO, Protocol
+
+from vgem.errors import InputError, VgemError
+from vgem.eval.manifest import ManifestProblem, Sample, sample_to_record
+from vgem.eval.metrics import heatmap_box_iou, pointing_hit, scale_box_to_model
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from vgem.results import GroundingResult
+    from vgem.settings import Settings
+    from vgem.video import VideoInfo
+
+METRICS = ("pointing", "map")
+PREDICTIONS_FILE = "predictions.jsonl"
+LOCK_FILE = ".lock"
+
+# Options that change speed, never the numbers, so a run may be resumed with others.
+THROUGHPUT_SETTINGS = frozenset({"batch_size", "device"})
+
+
+class RunError(VgemError):
+    """The run directory cannot be used (another run holds it, or it cannot be written)."""
+
+
+class SupportsGround(Protocol):
+    """What the runner needs of a grounder: :class:`vgem.grounder.Grounder` has it."""
+
+    def ground(
+        self, video: VideoInfo, queries: Sequence[str], *, at: Sequence[float]
+    ) -> GroundingResult: ...
+
+
+# --------------------------------------------------------------------------- selection
+
+
+@dataclass(frozen=True)
+class Selection:
+    """The samples a run evaluates, in order, and what could not be read.
+
+    ``problems`` holds every problem the reader reported, in reading order,
+    including those that still carry a sample (a missing video): such a
+    sample is in ``samples`` as well, with its reason in ``known_errors``, so
+    that it is counted as an error rather than silently dropped.
+    """
+
+    samples: list[Sample]
+    problems: list[ManifestProblem]
+    known_errors: dict[str, str] = field(default_factory=dict)
+
+
+def select_samples(
+    items: Iterable[Sample | ManifestProblem],
+    *,
+    limit: int | None = None,
+    shuffle_seed: int | None = None,
+) -> Selection:
+    """The samples to run: all of them, or ``limit`` of them in (seeded) random order.
+
+    Shuffling before limiting makes ``--limit 200 --shuffle-seed 0`` a fair
+    random subset rather than the first videos of the file; the same seed
+    always gives the same subset, so such a run can be resumed.
+    """
+    samples: list[Sample] = []
+    problems: list[ManifestProblem] = []
+    known_errors: dict[str, str] = {}
+    seen_ids: set[str] = set()
+    for item in items:
+        if isinstance(item, ManifestProblem):
+            problems.append(item)
+            if item.sample is None or item.sample.id in seen_ids:
+                continue
+            known_errors[item.sample.id] = item.reason
+            item = item.sample
+        elif item.id in seen_ids:
+            problems.append(ManifestProblem(item.dataset or "samples", f"duplicate id {item.id!r}"))
+            continue
+        seen_ids.add(item.id)
+        samples.append(item)
+    if shuffle_seed is not None:
+        random.Random(shuffle_seed).shuffle(samples)
+    if limit is not None:
+        samples = samples[:limit]
+        kept = {sample.id for sample in samples}
+        known_errors = {key: reason for key, reason in known_errors.items() if key in kept}
+    return Selection(samples, problems, known_errors)
+
+
+# --------------------------------------------------------------------------- identities
+
+
+def fingerprint(value: Any) -> str:
+    """A short, stable hash of a JSON-able value (key order does not matter)."""
+    text = json.dumps(value, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:12]
+
+
+def sample_fingerprint(sample: Sample) -> str:
+    """Changes whenever anything about the sample changes (a corrected box, a new time)."""
+    return fingerprint(sample_to_record(sample))
+
+
+def run_identity(
+    backbone: str, weights: str | None, settings: Settings, source_fps: float
+) -> dict[str, Any]:
+    """Everything that decides a prediction, as JSON: what the settings hash covers.
+
+    Batch size and device are left out, so a run started on one machine can be
+    finished on another; precision stays in, as bf16 moves points.
+    """
+    method = {
+        name: value for name, value in settings.to_dict().items() if name not in THROUGHPUT_SETTINGS
+    }
+    return {
+        "backbone": backbone.strip(),
+        "weights": _weights_identity(weights),
+        "source_fps": float(source_fps),
+        # Through JSON once, so tuples become lists as they will when read back.
+        "settings": json.loads(json.dumps(method)),
+    }
+
+
+def _weights_identity(weights: str | None) -> str | None:
+    """A local checkpoint by absolute path, so a run resumes from another folder."""
+    if weights is None:
+        return None
+    path = Path(weights).expanduser()
+    return str(path.resolve()) if path.exists() else weights
+
+
+# --------------------------------------------------------------------------- predictions file
+
+
+class PredictionLog:
+    """``predictions.jsonl``: append-only, each line on disk before the next sample starts.
+
+    Reading tolerates what a kill can leave behind: a last line without its
+    newline (a torn write) is ignored, and cut off before the next append so
+    it cannot swallow the line written after it. While open, the run
+    directory is locked, so two runs cannot evaluate the same samples twice.
+    """
+
+    def __init__(self, run_dir: str | os.PathLike[str]) -> None:
+        self.run_dir = Path(run_dir)
+        self.path = self.run_dir / PREDICTIONS_FILE
+        self._lock: BinaryIO | None = None
+        self._handle: BinaryIO | None = None
+
+    def records(self) -> list[dict[str, Any]]:
+        """Every complete, valid line, in file order."""
+        if not self.path.is_file():
+            return []
+        records = []
+        with self.path.open("rb") as handle:
+            for raw_line in handle:
+                if not raw_line.endswith(b"\n"):
+                    break
+                try:
+                    record = json.loads(raw_line)
+                except ValueError:
+                    continue
+                if isinstance(record, dict) and isinstance(record.get("id"), str):
+                    records.append(record)
+        return records
+
+    @contextlib.contextmanager
+    def open(self, *, fresh: bool = False) -> Iterator[PredictionLog]:
+        """Lock the run directory and open the file for appending.
+
+        ``fresh`` starts an empty file; the previous one is kept beside it as
+        ``predictions-<UTC time>.jsonl`` rather than deleted.
+        """
+        try:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            lock = (self.run_dir / LOCK_FILE).open("a+b")
+        except OSError as error:
+            raise RunError(f"Cannot use the run directory {self.run_dir}: {_reason(error)}.") from (
+                error
+            )
+        try:
+            _lock_exclusively(lock, self.run_dir)
+            if fresh and self.path.exists():
+                stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+                self.path.replace(self.run_dir / f"predictions-{stamp}.jsonl")
+            try:
+                handle = self.path.open("a+b")
+            except OSError as error:
+                raise RunError(f"Cannot write {self.path}: {_reason(error)}.") from error
+            with handle:
+                _cut_torn_tail(handle)
+                self._lock, self._handle = lock, handle
+                try:
+                    yield self
+                finally:
+                    self._lock = self._handle = None
+        finally:
+            lock.close()
+
+    def append(self, record: Mapping[str, Any]) -> None:
+        """Write one line and wait until it is on disk."""
+        if self._handle is None:
+            raise RuntimeError("PredictionLog.append needs the log to be open")
+        line = json.dumps(record, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+        self._handle.write(line.encode("utf-8") + b"\n")
+        self._handle.flush()
+        os.fsync(self._handle.fileno())
+
+
+def _lock_exclusively(lock: BinaryIO, run_dir: Path) -> None:
+    try:
+        import fcntl
+    except ImportError:  # Windows: no advisory locks; runs must not share a directory
+        return
+    try:
+        fcntl.flock(lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        raise RunError(
+            f"Another vgem eval is running in {run_dir}; wait for it or choose another --run-dir."
+        ) from None
+
+
+def _cut_torn_tail(handle: BinaryIO) -> None:
+    """Truncate the file after its last newline (a killed write leaves half a line)."""
+    end = handle.seek(0, os.SEEK_END)
+    position = end
+    chunk_size = 1 << 16
+    while position > 0:
+        start = max(0, position - chunk_size)
+        handle.seek(start)
+        chunk = handle.read(position - start)
+        newline = chunk.rfind(b"\n")
+        if newline >= 0:
+            keep = start + newline + 1
+            break
+        position = start
+    else:
+        keep = 0
+    if keep != end:
+        handle.truncate(keep)
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def _reason(error: OSError) -> str:
+    return error.strerror or str(error)
+
+
+# --------------------------------------------------------------------------- resume rule
+
+
+def current_records(
+    records: Iterable[Mapping[str, Any]], samples: Iterable[Sample], settings_hash: str
+) -> dict[str, dict[str, Any]]:
+    """The latest line of each selected sample made with these settings for this very sample.
+
+    Lines from other settings, of samples outside the selection, or of a
+    sample whose manifest entry has changed since are ignored.
+    """
+    wanted = {sample.id: sample_fingerprint(sample) for sample in samples}
+    latest: dict[str, dict[str, Any]] = {}
+    for record in records:
+        sample_id = record.get("id")
+        if (
+            record.get("settings") == settings_hash
+            and sample_id in wanted
+            and record.get("sample") == wanted[sample_id]
+        ):
+            latest[sample_id] = dict(record)
+    return latest
+
+
+def is_finished(
+    record: Mapping[str, Any] | None, metrics: Iterable[str], *, retry_errors: bool = False
+) -> bool:
+    """Whether a sample's line means it must not be grounded again.
+
+    An error is final unless errors are retried (the video may have been
+    fixed since); a line from a run without ``map`` lacks the IoU that a run
+    with it needs.
+    """
+    if record is None:
+        return False
+    if "error" in record:
+        return not retry_errors
+    return "hit" in record and ("map" not in set(metrics) or "iou" in record)
+
+
+# --------------------------------------------------------------------------- running
+
+
+@dataclass(frozen=True)
+class RunContext:
+    """What every prediction line of a run needs besides its sample."""
+
+    root: Path
+    settings_hash: str
+    metrics: frozenset[str] = frozenset(METRICS)
+    source_fps: float = 1.0
+
+
+@dataclass(frozen=True)
+class RunOutcome:
+    """What a sitting of a run leaves: the lines to score, and what this sitting did."""
+
+    records: dict[str, dict[str, Any]]
+    resumed: int
+    written: int
+    interrupted: bool
+
+
+def evaluate(
+    selection: Selection,
+    *,
+    context: RunContext,
+    run_dir: str | os.PathLike[str],
+    load_grounder: Callable[[], SupportsGround],
+    resume: bool = True,
+    retry_errors: bool = False,
+    on_resume: Callable[[list[dict[str, Any]]], None] | None = None,
+    on_record: Callable[[dict[str, Any]], None] | None = None,
+) -> RunOutcome:
+    """Run every selected sample that is not finished yet, and collect the lines to score.
+
+    ``on_resume`` sees the lines of samples finished in earlier sittings
+    before anything is grounded. Ctrl-C stops the sitting cleanly: the
+    outcome says ``interrupted`` and holds what was finished, so the caller
+    can still report it.
+    """
+    log = PredictionLog(run_dir)
+    written = 0
+
+    def count(line: dict[str, Any]) -> None:
+        nonlocal written
+        written += 1
+        if on_record is not None:
+            on_record(line)
+
+    with log.open(fresh=not resume):
+        previous = current_records(log.records(), selection.samples, context.settings_hash)
+        finished = [
+            line
+            for line in previous.values()
+            if is_finished(line, context.metrics, retry_errors=retry_errors)
+        ]
+        finished_ids = {line["id"] for line in finished}
+        if on_resume is not None:
+            on_resume(finished)
+        pending = [sample for sample in selection.samples if sample.id not in finished_ids]
+        interrupted = False
+        try:
+            run_samples(
+                pending,
+                context=context,
+                log=log,
+                load_grounder=load_grounder,
+                known_errors=selection.known_errors,
+                on_record=count,
+            )
+        except KeyboardInterrupt:
+            interrupted = True
+        records = current_records(log.records(), selection.samples, context.settings_hash)
+    return RunOutcome(records, len(finished_ids), written, interrupted)
+
+
+def run_samples(
+    samples: Sequence[Sample],
+    *,
+    context: RunContext,
+    log: PredictionLog,
+    load_grounder: Callable[[], SupportsGround],
+    known_errors: Mapping[str, str] | None = None,
+    on_record: Callable[[dict[str, Any]], None] | None = None,
+) -> int:
+    """Ground and score the samples video by video; returns how many lines were written.
+
+    ``load_grounder`` is called once, when the first video that could be
+    probed needs grounding, so a run with nothing left to do, or with only
+    missing videos, loads no model.
+    ``on_record`` sees each line right after it is on disk (progress display).
+    """
+    known_errors = known_errors or {}
+    loaded: list[SupportsGround] = []
+    written = 0
+
+    def grounder() -> SupportsGround:
+        if not loaded:
+            loaded.append(load_grounder())
+        return loaded[0]
+
+    def record(line: dict[str, Any]) -> None:
+        nonlocal written
+        log.append(line)
+        written += 1
+        if on_record is not None:
+            on_record(line)
+
+    for video, group in group_by_video(samples).items():
+        for sample in group:
+            if sample.id in known_errors:
+                record(error_record(sample, context, known_errors[sample.id], 0.0))
+        runnable = [sample for sample in group if sample.id not in known_errors]
+        if runnable:
+            for line in _ground_video(grounder, context, video, runnable):
+                record(line)
+    return written
+
+
+def group_by_video(samples: Iterable[Sample]) -> dict[str, list[Sample]]:
+    """Samples per video, videos in order of first appearance."""
+    groups: dict[str, list[Sample]] = {}
+    for sample in samples:
+        groups.setdefault(sample.video, []).append(sample)
+    return groups
+
+
+def _ground_video(
+    grounder: Callable[[], SupportsGround], context: RunContext, video: str, samples: list[Sample]
+) -> list[dict[str, Any]]:
+    """The lines of one video's samples: one probe, one grounding call.
+
+    A sample's ``seconds`` is its share of the video's probe and grounding
+    time; loading the model (on the first video) is not counted.
+    """
+    from vgem.video import probe_video
+
+    started = time.perf_counter()
+    try:
+        info = probe_video(context.root / video, source_fps=context.source_fps)
+    except (InputError, OSError) as error:
+        seconds = time.perf_counter() - started
+        return [error_record(sample, context, _message(error), seconds) for sample in samples]
+    lines: list[dict[str, Any]] = []
+    target_times: dict[str, float] = {}
+    for sample in samples:
+        try:
+            target_times[sample.id] = target_time(info, sample)
+        except InputError as error:
+            lines.append(error_record(sample, context, str(error), 0.0))
+    runnable = [sample for sample in samples if sample.id in target_times]
+    if not runnable:
+        return lines
+    times = sorted(set(target_times.values()))
+    queries = list(dict.fromkeys(sample.query for sample in runnable))
+    probe_seconds = time.perf_counter() - started
+    model = grounder()
+    started = time.perf_counter()
+    try:
+        result = model.ground(info, queries, at=times)
+    except (InputError, OSError) as error:
+        seconds = (probe_seconds + time.perf_counter() - started) / len(runnable)
+        return lines + [
+            error_record(sample, context, _message(error), seconds) for sample in runnable
+        ]
+    seconds = (probe_seconds + time.perf_counter() - started) / len(runnable)
+    time_position = {value: position for position, value in enumerate(times)}
+    query_position = {query: position for position, query in enumerate(queries)}
+    for sample in runnable:
+        lines.append(
+            prediction_record(
+                sample,
+                context,
+                result,
+                time_position[target_times[sample.id]],
+                query_position[sample.query],
+                seconds,
+            )
+        )
+    return lines
+
+
+def target_time(info: VideoInfo, sample: Sample) -> float:
+    """The time (seconds) to ground a sample at; ``frame`` counts in the video's own rate."""
+    from vgem.video import time_of_frame
+
+    if sample.frame is not None:
+        if sample.frame >= info.frame_count:
+            raise InputError(
+                f"frame {sample.frame} is past the last frame ({info.frame_count - 1}) "
+                f"of {sample.video}"
+            )
+        return time_of_frame(info, sample.frame)
+    seconds = float(sample.time or 0.0)  # a Sample has exactly one of time and frame
+    if seconds > info.duration:
+        raise InputError(
+            f"time {seconds:g} s is past the end of {sample.video} ({info.duration:.3f} s)"
+        )
+    return seconds
+
+
+def score_point(
+    model_point: Sequence[int], sample: Sample, video_size: tuple[int, int], input_size: int
+) -> tuple[bool, list[tuple[int, int, int, int]]]:
+    """Whether the model-space point hits, and the boxes it was tested against.
+
+    Boxes are in pixels of ``sample.frame_size`` when given, else of the
+    video's frames; they are scaled to the S x S input and rounded, and the
+    point is tested there, borders included, as the authors did.
+    """
+    frame_size = sample.frame_size or video_size
+    model_boxes = [scale_box_to_model(box, frame_size, input_size) for box in sample.boxes]
+    return pointing_hit(model_point, model_boxes), model_boxes
+
+
+def action_heatmap_iou(
+    similarity_map: np.ndarray, model_boxes: Sequence[Sequence[int]], input_size: int
+) -> float:
+    """IoU of the action prompt's heatmap (upsampled to S x S, mask > 0.5) with the boxes."""
+    import torch
+
+    from vgem.heatmaps import min_max_normalize, upsample
+
+    heatmap = min_max_normalize(upsample(torch.from_numpy(similarity_map), input_size))
+    return heatmap_box_iou(heatmap.numpy(), model_boxes)
+
+
+def prediction_record(
+    sample: Sample,
+    context: RunContext,
+    result: GroundingResult,
+    time_index: int,
+    query_index: int,
+    seconds: float,
+) -> dict[str, Any]:
+    """The line of a scored sample."""
+    from vgem.prompts import PROMPT_ROLES
+
+    grounded = result.queries[query_index].times[time_index]
+    input_size = result.input_size
+    video_size = (result.video.width, result.video.height)
+    hit, model_boxes = score_point(grounded.model_point, sample, video_size, input_size)
+    line = _record_head(sample, context)
+    line.update(
+        time=round(float(grounded.time), 6),
+        frame=int(grounded.frame),
+        input_size=int(input_size),
+        model_point=[int(value) for value in grounded.model_point],
+        model_boxes=[list(box) for box in model_boxes],
+        hit=bool(hit),
+        point=[round(float(value), 3) for value in grounded.point],
+        prompt_points={
+            role: [round(float(value), 3) for value in point]
+            for role, point in grounded.prompt_points.items()
+        },
+    )
+    if "map" in context.metrics:
+        action_map = result.similarity[time_index, query_index, PROMPT_ROLES.index("action")]
+        line["iou"] = round(action_heatmap_iou(action_map, model_boxes, input_size), 6)
+    line["seconds"] = round(seconds, 4)
+    line["at"] = _now()
+    return line
+
+
+def error_record(
+    sample: Sample, context: RunContext, reason: str, seconds: float
+) -> dict[str, Any]:
+    """The line of a sample that could not be run."""
+    line = _record_head(sample, context)
+    line.update(error=reason, seconds=round(seconds, 4), at=_now())
+    return line
+
+
+def _record_head(sample: Sample, context: RunContext) -> dict[str, Any]:
+    return {
+        "id": sample.id,
+        "settings": context.settings_hash,
+        "sample": sample_fingerprint(sample),
+        "class": sample.class_key,
+        "video": sample.video,
+        "query": sample.query,
+    }
+
+
+def _message(error: BaseException) -> str:
+    if isinstance(error, OSError):
+        return f"{getattr(error, 'filename', None) or 'video'}: {_reason(error)}"
+    return str(error)
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")

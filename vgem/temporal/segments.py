@@ -1,0 +1,238 @@
+"""From per-time scores to labels and segments.
+
+Scores are normalized per query over the whole video (min-max, as the
+authors do for temporal grounding), so one threshold works for every query:
+a time takes the label of its best query when that query's normalized score
+reaches the threshold, and stays background otherwise. Labelled times of the
+same query separated by at most ``max_gap`` seconds of background merge into
+one segment; segments shorter than ``min_segment`` are dropped. Everything
+works on arrays of a few numbers per grounded time, so memory stays flat
+however long the video.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from vgem.errors import SettingsError
+
+DEFAULT_THRESHOLD = 0.5
+DEFAULT_MIN_SEGMENT = 2.0
+DEFAULT_MAX_GAP = 1.0
+DEFAULT_BOUNDARY_WINDOW = 2.0
+
+
+@dataclass(frozen=True)
+class TemporalSettings:
+    """How times become segments. ``threshold``: a number in [0, 1] or ``"auto"``."""
+
+    scorer: str = "class-token"
+    threshold: float | str = DEFAULT_THRESHOLD
+    min_segment: float = DEFAULT_MIN_SEGMENT
+    max_gap: float = DEFAULT_MAX_GAP
+    boundary_window: float = DEFAULT_BOUNDARY_WINDOW
+
+    def __post_init__(self) -> None:
+        if isinstance(self.threshold, str) and self.threshold != "auto":
+            try:
+                object.__setattr__(self, "threshold", float(self.threshold))
+            except ValueError:
+                raise SettingsError(
+                    f"--threshold must be a number in [0, 1] or 'auto', not {self.threshold!r}."
+                ) from None
+        if not isinstance(self.threshold, str) and not 0 <= self.threshold <= 1:
+            raise SettingsError("--threshold must lie in [0, 1] (scores are normalized per query).")
+        if self.min_segment < 0 or self.max_gap < 0 or self.boundary_window < 0:
+            raise SettingsError("--min-segment, --max-gap and the boundary window must be ≥ 0.")
+
+
+@dataclass(frozen=True)
+class Segment:
+    """One query happening from ``start`` to ``end`` seconds."""
+
+    query: str
+    query_index: int
+    start: float
+    end: float
+    score: float
+
+
+@dataclass
+class Timeline:
+    """Per grounded time: the label (query index or None) and every query's score."""
+
+    times: np.ndarray
+    labels: list[int | None]
+    relevance: np.ndarray
+    normalized: np.ndarray
+    threshold: float
+    segments: list[Segment] = field(default_factory=list)
+    settings: TemporalSettings | None = None
+
+
+def normalize_per_query(scores: np.ndarray) -> np.ndarray:
+    """Min-max over the video, per query column (a constant column becomes 0)."""
+    scores = np.asarray(scores, dtype=np.float64)
+    low = scores.min(axis=0, keepdims=True)
+    span = scores.max(axis=0, keepdims=True) - low
+    return (scores - low) / np.where(span > 0, span, 1.0)
+
+
+def otsu_threshold(values: Sequence[float] | np.ndarray, bins: int = 64) -> float:
+    """The cut that best separates two groups of values (Otsu's method).
+
+    Used for ``--threshold auto``: on a video where the queries happen only
+    part of the time, the best per-time scores form a background mode and a
+    foreground mode, and the cut falls in the valley between them.
+    """
+    values = np.asarray(values, dtype=np.float64).ravel()
+    if values.size == 0 or np.ptp(values) == 0:
+        return float(values[0]) if values.size else DEFAULT_THRESHOLD
+    counts, edges = np.histogram(values, bins=bins)
+    centres = (edges[:-1] + edges[1:]) / 2
+    weight_below = np.cumsum(counts)
+    weight_above = weight_below[-1] - weight_below
+    sum_below = np.cumsum(counts * centres)
+    mean_below = sum_below / np.maximum(weight_below, 1)
+    mean_above = (sum_below[-1] - sum_below) / np.maximum(weight_above, 1)
+    between = weight_below * weight_above * (mean_below - mean_above) ** 2
+    # every cut inside an empty valley separates the same two groups: take the
+    # middle of those cuts rather than the first, so the cut sits between modes
+    best = np.flatnonzero(between >= between.max() * (1 - 1e-9))
+    middle = (edges[best[0] + 1] + edges[best[-1] + 1]) / 2
+    return float(middle)
+
+
+def label_times(normalized: np.ndarray, threshold: float) -> list[int | None]:
+    """The best query per time when it reaches ``threshold``, else None (background)."""
+    best = normalized.argmax(axis=1)
+    best_score = normalized[np.arange(len(best)), best]
+    return [
+        int(q) if score >= threshold else None for q, score in zip(best, best_score, strict=True)
+    ]
+
+
+def time_step(times: np.ndarray) -> float:
+    """How long one grounded time stands for: the typical spacing of the times."""
+    if len(times) < 2:
+        return 1.0
+    return float(np.median(np.diff(np.sort(times))))
+
+
+def segments_from_labels(
+    times: np.ndarray,
+    labels: Sequence[int | None],
+    scores: np.ndarray,
+    queries: Sequence[str],
+    *,
+    min_segment: float,
+    max_gap: float,
+    step: float | None = None,
+) -> list[Segment]:
+    """Runs of one label, bridged over short background gaps, short runs dropped.
+
+    A grounded time t stands for [t, t + step). ``scores`` ``[times, queries]``
+    (normalized) give each segment its mean score.
+    """
+    times = np.asarray(times, dtype=np.float64)
+    order = np.argsort(times, kind="stable")
+    step = time_step(times) if step is None else step
+    segments: list[Segment] = []
+    current: list[int] = []  # positions (into ``times``) of the open segment's labelled times
+
+    def close() -> None:
+        if not current:
+            return
+        query = labels[current[0]]
+        start, end = times[current[0]], times[current[-1]] + step
+        if end - start >= min_segment - 1e-9:
+            score = float(np.mean([scores[i, query] for i in current]))
+            segments.append(Segment(queries[query], query, float(start), float(end), score))
+        current.clear()
+
+    for position in order:
+        label = labels[position]
+        if label is None:
+            continue
+        if current:
+            previous = current[-1]
+            # times are visited in order, so a labelled time of another query in
+            # between would already have closed the segment
+            gap = times[position] - (times[previous] + step)
+            if labels[previous] != label or gap > max_gap + 1e-9:
+                close()
+        current.append(int(position))
+    close()
+    return segments
+
+
+def refine_boundaries(
+    segments: list[Segment],
+    times: np.ndarray,
+    start_scores: np.ndarray,
+    end_scores: np.ndarray,
+    *,
+    window: float,
+    step: float,
+) -> list[Segment]:
+    """Move each boundary, within ``window`` seconds, to where the clip looks most
+    like the action starting (or finishing), never past the segment's other end."""
+    times = np.asarray(times, dtype=np.float64)
+    refined = []
+    for segment in segments:
+        q = segment.query_index
+        near_start = np.flatnonzero(np.abs(times - segment.start) <= window)
+        near_start = near_start[times[near_start] < segment.end - step / 2]
+        start = segment.start
+        if near_start.size:
+            start = float(times[near_start[np.argmax(start_scores[near_start, q])]])
+        near_end = np.flatnonzero(np.abs(times + step - segment.end) <= window)
+        near_end = near_end[times[near_end] + step > start + step / 2]
+        end = segment.end
+        if near_end.size:
+            end = float(times[near_end[np.argmax(end_scores[near_end, q])]] + step)
+        refined.append(Segment(segment.query, q, start, max(end, start + step), segment.score))
+    return refined
+
+
+def localize(
+    times: np.ndarray,
+    relevance: np.ndarray,
+    queries: Sequence[str],
+    settings: TemporalSettings,
+    *,
+    start_scores: np.ndarray | None = None,
+    end_scores: np.ndarray | None = None,
+) -> Timeline:
+    """Labels and segments for raw ``relevance`` ``[times, queries]``."""
+    times = np.asarray(times, dtype=np.float64)
+    relevance = np.asarray(relevance, dtype=np.float64)
+    normalized = normalize_per_query(relevance)
+    if settings.threshold == "auto":
+        threshold = otsu_threshold(normalized.max(axis=1))
+    else:
+        threshold = float(settings.threshold)
+    labels = label_times(normalized, threshold)
+    step = time_step(times)
+    segments = segments_from_labels(
+        times,
+        labels,
+        normalized,
+        queries,
+        min_segment=settings.min_segment,
+        max_gap=settings.max_gap,
+        step=step,
+    )
+    if start_scores is not None and end_scores is not None:
+        segments = refine_boundaries(
+            segments,
+            times,
+            normalize_per_query(start_scores),
+            normalize_per_query(end_scores),
+            window=settings.boundary_window,
+            step=step,
+        )
+    return Timeline(times, labels, relevance, normalized, threshold, segments, settings)
