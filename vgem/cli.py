@@ -16,6 +16,7 @@ from rich.console import Console
 
 from vgem import __version__
 from vgem.cli_options import (
+    RUN_PANEL,
     AggregatorOption,
     BackboneOption,
     BatchSizeOption,
@@ -129,6 +130,13 @@ def ground(
     batch_size: BatchSizeOption = 1,
     device: DeviceOption = "auto",
     precision: PrecisionOption = "fp32",
+    cache_dir: Annotated[
+        Path | None,
+        typer.Option(
+            help="Where `vgem fetch --cache-dir` put the NLP models (default: $VGEM_CACHE).",
+            rich_help_panel=RUN_PANEL,
+        ),
+    ] = None,
     temporal: Annotated[
         bool,
         typer.Option(
@@ -198,6 +206,10 @@ def ground(
             normalize_sentence(query)
         info = probe_video(video, source_fps=source_fps)
         times = grounded_times(info, fps=fps, at=at or None, every_frame=every_frame)
+        if cache_dir is not None:
+            import os
+
+            os.environ["VGEM_CACHE"] = str(cache_dir)
         temporal_settings = None
         if temporal:
             from vgem.temporal import TemporalSettings
