@@ -213,3 +213,17 @@ def test_verbose_shows_the_traceback(cli):
     completed = cli("ground", "nowhere.mp4", "cut", *PLANTED, "--verbose")
     assert completed.returncode == 2
     assert "Traceback" in completed.stderr
+
+
+@pytest.mark.parametrize("words", [1, 10, 200])
+def test_queries_of_any_length_are_grounded(cli, video, words):
+    query = " ".join(
+        ["stir"] + ["the soup slowly"] * ((words - 1) // 3) + ["now"] * ((words - 1) % 3)
+    )
+    assert len(query.split()) == words
+    completed = cli("ground", video, query, *PLANTED, "--at", "0")
+    assert completed.returncode == 0, completed.stderr
+    document = json.loads(completed.stdout)
+    assert document["queries"][0]["query"] == query
+    warnings = document["queries"][0]["warnings"]
+    assert any("truncated" in warning for warning in warnings) == (words == 200)
