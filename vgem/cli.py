@@ -180,24 +180,7 @@ def ground(
 
         if sum([fps is not None, bool(at), every_frame]) > 1:
             raise SettingsError("Choose one of --fps, --at and --every-frame.")
-        settings = method_settings(
-            weighting=weighting,
-            depth=depth,
-            iterations=iterations,
-            temperature=temperature,
-            static_weights=static_weights,
-            dynamic_layers=dynamic_layers,
-            dynamic_temperature=dynamic_temperature,
-            video_attention=video_attention,
-            prompts=prompts,
-            extractor=extractor,
-            aggregator=aggregator,
-            clip_step=clip_step,
-            image_mode=image_mode,
-            batch_size=batch_size,
-            device=device,
-            precision=precision,
-        )
+        settings = method_settings(locals())
         from vgem.extractors.base import normalize_sentence
         from vgem.video import grounded_times, probe_video
 

@@ -6,6 +6,7 @@ exactly those of ``vgem ground``, help texts included.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Annotated, Any
 
 import typer
@@ -117,6 +118,39 @@ PrecisionOption = Annotated[
 ]
 
 
+# When: temporal localization in untrimmed videos (``ground --temporal``, ``eval --task``).
+WHEN_PANEL = "When (untrimmed videos)"
+
+ThresholdOption = Annotated[
+    str,
+    typer.Option(
+        help="Background threshold on per-query normalized scores, in [0, 1], or 'auto' "
+        "(Otsu's cut of this video's scores).",
+        rich_help_panel=WHEN_PANEL,
+    ),
+]
+
+MinSegmentOption = Annotated[
+    float,
+    typer.Option(help="Drop segments shorter than this (s).", rich_help_panel=WHEN_PANEL),
+]
+
+MaxGapOption = Annotated[
+    float,
+    typer.Option(
+        help="Bridge background gaps up to this long inside a segment (s).",
+        rich_help_panel=WHEN_PANEL,
+    ),
+]
+
+TemporalScorerOption = Annotated[
+    str,
+    typer.Option(
+        help="Temporal scorer plugin: class-token, start-end.", rich_help_panel=WHEN_PANEL
+    ),
+]
+
+
 def parse_static_weights(text: str | None) -> tuple[float, ...] | None:
     """``0.3,0.4,…`` (commas or spaces) to floats."""
     from vgem.errors import SettingsError
@@ -131,7 +165,32 @@ def parse_static_weights(text: str | None) -> tuple[float, ...] | None:
         ) from None
 
 
-def method_settings(**options: Any) -> dict[str, Any]:
-    """Grounder settings from the method options, as parsed by typer."""
-    options["static_weights"] = parse_static_weights(options.get("static_weights"))
-    return options
+METHOD_OPTIONS = (
+    "weighting",
+    "depth",
+    "iterations",
+    "temperature",
+    "static_weights",
+    "dynamic_layers",
+    "dynamic_temperature",
+    "video_attention",
+    "prompts",
+    "extractor",
+    "aggregator",
+    "clip_step",
+    "image_mode",
+    "batch_size",
+    "device",
+    "precision",
+)
+
+
+def method_settings(options: Mapping[str, Any]) -> dict[str, Any]:
+    """Grounder settings picked from a command's parsed options (its ``locals()``).
+
+    Commands declare the method options with the aliases above under these
+    names; picking them by name keeps the list in one place.
+    """
+    settings = {name: options[name] for name in METHOD_OPTIONS}
+    settings["static_weights"] = parse_static_weights(settings["static_weights"])
+    return settings

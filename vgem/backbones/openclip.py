@@ -133,7 +133,22 @@ class OpenClipAdapter(BackboneAdapter):
         return len(self.tokenizer.encode(text)) + 2
 
     def encode_clip(self, clip: torch.Tensor) -> torch.Tensor:
-        return self.module.encode_image(clip[:, 0])
+        """open_clip's own ``encode_image``, with the positional embedding it
+        sees resampled for the call as :meth:`embed` does (at 448 px its stored
+        224 px table would not fit)."""
+        from torch import nn
+
+        visual = self.visual
+        stored = visual.positional_embedding
+        side = self.preprocessing.input_size // visual.patch_size[0]
+        resampled = resample_position_embedding(stored, (side, side))
+        if resampled is stored:
+            return self.module.encode_image(clip[:, 0])
+        try:
+            visual.positional_embedding = nn.Parameter(resampled, requires_grad=False)
+            return self.module.encode_image(clip[:, 0])
+        finally:
+            visual.positional_embedding = stored
 
 
 def _check_supported(model, name: str) -> None:

@@ -5,6 +5,12 @@ or a manifest, vgem.eval.runner grounds and records them, vgem.eval.report
 turns the records into figures. Its method options are the very definitions
 ``vgem ground`` uses (vgem.cli_options), so every ablation of the paper is
 one ``vgem eval`` with the flag that ``vgem ground`` would take.
+
+``--task`` picks what is scored: ``spatial`` (one frame per sample, the
+paper's protocol) or, on whole untrimmed videos, ``spatiotemporal`` and
+``temporal`` (vgem.eval.spatiotemporal), which take the ``--threshold``,
+``--min-segment``, ``--max-gap`` and ``--temporal-scorer`` of ``vgem ground
+--temporal``.
 """
 
 from __future__ import annotations
@@ -31,10 +37,14 @@ from vgem.cli_options import (
     ExtractorOption,
     ImageModeOption,
     IterationsOption,
+    MaxGapOption,
+    MinSegmentOption,
     PrecisionOption,
     PromptsOption,
     StaticWeightsOption,
     TemperatureOption,
+    TemporalScorerOption,
+    ThresholdOption,
     VideoAttentionOption,
     WeightingOption,
     WeightsOption,
@@ -46,15 +56,26 @@ if TYPE_CHECKING:
     from vgem.eval.manifest import ManifestProblem, Sample
     from vgem.eval.runner import Selection
     from vgem.settings import Settings
+    from vgem.temporal import TemporalSettings
 
 DATA_PANEL = "What to evaluate"
 RUN_DIR_PANEL = "Run directory"
 REPORT_PANEL = "Report"
 DEFAULT_METRICS = "pointing,map"
+TASKS = ("spatial", "spatiotemporal", "temporal")
 PROBLEMS_SHOWN = 20
 
 
 def eval_command(
+    task: Annotated[
+        str,
+        typer.Option(
+            help="spatial: one frame per sample (pointing game, spatial mAP); on whole "
+            "untrimmed videos (--dataset gyt): spatiotemporal (IoU+Pointing, video mAP) or "
+            "temporal (frame-wise IoU and IoD, segment mAP).",
+            rich_help_panel=DATA_PANEL,
+        ),
+    ] = "spatial",
     dataset: Annotated[
         str | None,
         typer.Option(
@@ -166,14 +187,20 @@ def eval_command(
     batch_size: BatchSizeOption = 1,
     device: DeviceOption = "auto",
     precision: PrecisionOption = "fp32",
+    threshold: ThresholdOption = "0.5",
+    min_segment: MinSegmentOption = 2.0,
+    max_gap: MaxGapOption = 1.0,
+    temporal_scorer: TemporalScorerOption = "class-token",
     quiet: Annotated[bool, QUIET] = False,
     verbose: Annotated[bool, VERBOSE] = False,
 ) -> None:
-    """Evaluate grounding on a benchmark or manifest: pointing game and spatial mAP."""
+    """Evaluate grounding on a benchmark or manifest: pointing game and spatial mAP,
+    or (--task) when and where steps happen in whole videos."""
     with user_errors(verbose):
         from vgem.errors import SettingsError
 
         compare_paper = _compare_choice(compare)
+        chosen_task = _task_choice(task)
         if show:
             if dataset is not None or manifest is not None or export_manifest is not None:
                 raise SettingsError(
@@ -182,31 +209,32 @@ def eval_command(
                 )
             _show_runs(show, compare_paper)
             return
-        chosen_metrics = parse_metrics(metrics)
-        settings = method_settings(
-            weighting=weighting,
-            depth=depth,
-            iterations=iterations,
-            temperature=temperature,
-            static_weights=static_weights,
-            dynamic_layers=dynamic_layers,
-            dynamic_temperature=dynamic_temperature,
-            video_attention=video_attention,
-            prompts=prompts,
-            extractor=extractor,
-            aggregator=aggregator,
-            clip_step=clip_step,
-            image_mode=image_mode,
-            batch_size=batch_size,
-            device=device,
-            precision=precision,
-        )
+        temporal_settings = None
+        if chosen_task == "spatial":
+            chosen_metrics = parse_metrics(metrics)
+        else:
+            temporal_settings = _temporal_settings(
+                chosen_task,
+                metrics,
+                manifest,
+                export_manifest,
+                threshold,
+                min_segment,
+                max_gap,
+                temporal_scorer,
+            )
+            chosen_metrics = _video_metrics(chosen_task)
+        settings = method_settings(locals())
         from vgem.eval.runner import select_samples
         from vgem.settings import Settings
 
         # Bad options fail before the (possibly long) reading of annotations.
         resolved_settings = Settings.from_options(**settings)
-        source = _open_samples(dataset, manifest, root)
+        source = (
+            _open_samples(dataset, manifest, root)
+            if temporal_settings is None
+            else _open_videos(dataset, root, chosen_task)
+        )
         selection = select_samples(source.items, limit=limit, shuffle_seed=shuffle_seed)
         _warn_about(selection.problems)
         if export_manifest is not None:
@@ -228,6 +256,8 @@ def eval_command(
             shuffle_seed=shuffle_seed,
             compare_paper=compare_paper,
             quiet=quiet,
+            task=chosen_task,
+            temporal=temporal_settings,
         )
 
 
@@ -246,6 +276,50 @@ def parse_metrics(text: str) -> tuple[str, ...]:
             f"--metrics takes {' and/or '.join(METRICS)} separated by commas, not {text!r}."
         )
     return tuple(name for name in METRICS if name in chosen)
+
+
+def _task_choice(task: str) -> str:
+    from vgem.errors import SettingsError
+
+    chosen = task.strip().lower()
+    if chosen not in TASKS:
+        raise SettingsError(f"--task takes {', '.join(TASKS)}, not {task!r}.")
+    return chosen
+
+
+def _video_metrics(task: str) -> tuple[str, ...]:
+    from vgem.eval.spatiotemporal import TASK_METRICS
+
+    return TASK_METRICS[task]
+
+
+def _temporal_settings(
+    task: str,
+    metrics: str,
+    manifest: Path | None,
+    export_manifest: Path | None,
+    threshold: str,
+    min_segment: float,
+    max_gap: float,
+    temporal_scorer: str,
+) -> TemporalSettings:
+    """The temporal settings of a whole-video task, refusing options that do not apply."""
+    from vgem import plugins
+    from vgem.errors import SettingsError
+    from vgem.temporal import TemporalSettings
+
+    if metrics != DEFAULT_METRICS:
+        raise SettingsError(
+            f"--metrics chooses spatial metrics; --task {task} reports all of its own."
+        )
+    if manifest is not None or export_manifest is not None:
+        raise SettingsError(
+            f"--task {task} reads whole videos from --dataset; a manifest holds single frames."
+        )
+    plugins.load("vgem.temporal", temporal_scorer)  # an unknown scorer fails before any work
+    return TemporalSettings(
+        scorer=temporal_scorer, threshold=threshold, min_segment=min_segment, max_gap=max_gap
+    )
 
 
 def _compare_choice(compare: str | None) -> bool:
@@ -297,6 +371,29 @@ def _open_samples(dataset: str | None, manifest: Path | None, root: Path | None)
     return _SampleSource(adapter.read(data_root), dataset, data_root, dataset, None)
 
 
+def _open_videos(dataset: str | None, root: Path | None, task: str) -> _SampleSource:
+    """Whole-video samples from a dataset adapter that has ``read_videos``."""
+    from vgem.errors import SettingsError
+
+    if dataset is None:
+        raise SettingsError(f"--task {task} needs --dataset (gyt) and --root DIR.")
+    if root is None:
+        raise SettingsError(f"--dataset {dataset} needs --root DIR, the folder it was unpacked in.")
+    from vgem import plugins
+    from vgem.eval.datasets.base import dataset_root
+
+    adapter = plugins.load("vgem.datasets", dataset)
+    if isinstance(adapter, type):
+        adapter = adapter()
+    if not callable(getattr(adapter, "read_videos", None)):
+        raise SettingsError(
+            f"--task {task} needs whole-video annotations, which the {dataset} dataset "
+            "does not provide (gyt does)."
+        )
+    data_root = dataset_root(root).resolve()
+    return _SampleSource(adapter.read_videos(data_root), dataset, data_root, dataset, None)
+
+
 def _warn_about(problems: list[ManifestProblem]) -> None:
     """Each unusable sample on one line, with its place; a long list is cut short."""
     from rich.markup import escape
@@ -336,8 +433,11 @@ def _evaluate(
     shuffle_seed: int | None,
     compare_paper: bool,
     quiet: bool,
+    task: str = "spatial",
+    temporal: TemporalSettings | None = None,
 ) -> None:
     import json
+    from dataclasses import asdict
 
     from rich.console import Console
 
@@ -351,8 +451,12 @@ def _evaluate(
     from vgem.eval.runner import RunContext, evaluate, fingerprint, run_identity
 
     identity = run_identity(backbone, weights, resolved_settings, source_fps)
+    label = source.label
+    if temporal is not None:  # a whole-video task: its own predictions and run directory
+        identity.update(task=task, temporal=asdict(temporal))
+        label = f"{source.label}-{task}"
     settings_hash = fingerprint(identity)
-    directory = (run_dir or _default_run_dir(source.label, backbone, settings_hash)).expanduser()
+    directory = (run_dir or _default_run_dir(label, backbone, settings_hash)).expanduser()
     description = RunDescription(
         dataset=source.dataset,
         manifest=None if source.manifest is None else str(source.manifest),
@@ -381,25 +485,50 @@ def _evaluate(
 
         return Grounder(backbone, weights, **settings)
 
-    with _ProgressDisplay(len(selection.samples), quiet) as progress:
-        outcome = evaluate(
+    with _ProgressDisplay(len(selection.samples), quiet, accuracy=temporal is None) as progress:
+        options: dict[str, Any] = {
+            "run_dir": directory,
+            "load_grounder": load_grounder,
+            "resume": resume,
+            "retry_errors": retry_errors,
+            "on_resume": progress.resume,
+            "on_record": progress.record,
+        }
+        if temporal is None:
+            outcome = evaluate(selection, context=context, **options)
+        else:
+            from vgem.eval.spatiotemporal import VideoRunContext, evaluate_videos
+
+            video_context = VideoRunContext(
+                root=source.root,
+                settings_hash=settings_hash,
+                temporal=temporal,
+                task=task,
+                source_fps=source_fps,
+            )
+            outcome = evaluate_videos(selection, context=video_context, **options)
+    if temporal is None:
+        document = build_results(
+            description,
             selection,
-            context=context,
-            run_dir=directory,
-            load_grounder=load_grounder,
-            resume=resume,
-            retry_errors=retry_errors,
-            on_resume=progress.resume,
-            on_record=progress.record,
+            outcome.records,
+            finished_at=_now(),
+            resumed=outcome.resumed,
+            evaluated=outcome.written,
         )
-    document = build_results(
-        description,
-        selection,
-        outcome.records,
-        finished_at=_now(),
-        resumed=outcome.resumed,
-        evaluated=outcome.written,
-    )
+    else:
+        from vgem.eval.spatiotemporal import build_video_results
+
+        document = build_video_results(
+            description,
+            selection,
+            outcome.records,
+            task=task,
+            temporal=temporal,
+            finished_at=_now(),
+            resumed=outcome.resumed,
+            evaluated=outcome.written,
+        )
     results_path = write_results(directory / RESULTS_FILE, document)
     if outcome.interrupted:
         stderr.print(
@@ -435,11 +564,13 @@ class _ProgressDisplay:
     """A progress bar with the accuracy so far, on stderr when it is a terminal.
 
     Samples finished in earlier sittings count from the start, so the bar and
-    the accuracy describe the whole run, not just this sitting.
+    the accuracy describe the whole run, not just this sitting. Whole-video
+    lines have no single hit, so their bar shows no accuracy.
     """
 
-    def __init__(self, total: int, quiet: bool) -> None:
+    def __init__(self, total: int, quiet: bool, *, accuracy: bool = True) -> None:
         self.total = total
+        self.show_accuracy = accuracy
         self.enabled = not quiet and sys.stderr.isatty()
         self.done = self.scored = self.hits = self.errors = 0
         self._bar: Any = None
@@ -495,7 +626,10 @@ class _ProgressDisplay:
         if self._bar is None:
             return
         accuracy = f"{100 * self.hits / self.scored:.2f} %" if self.scored else "—"
-        figures = f"accuracy {accuracy}" + (f" · {self.errors} error(s)" if self.errors else "")
+        errors = f"{self.errors} error(s)" if self.errors else ""
+        figures = f"accuracy {accuracy}" + (f" · {errors}" if errors else "")
+        if not self.show_accuracy:
+            figures = errors
         self._bar.update(self._task, completed=self.done, figures=figures)
 
 
