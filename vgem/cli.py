@@ -17,6 +17,7 @@ from rich.console import Console
 from vgem import __version__
 from vgem.cli_options import (
     RUN_PANEL,
+    WHEN_PANEL,
     AggregatorOption,
     BackboneOption,
     BatchSizeOption,
@@ -28,10 +29,14 @@ from vgem.cli_options import (
     ExtractorOption,
     ImageModeOption,
     IterationsOption,
+    MaxGapOption,
+    MinSegmentOption,
     PrecisionOption,
     PromptsOption,
     StaticWeightsOption,
     TemperatureOption,
+    TemporalScorerOption,
+    ThresholdOption,
     VideoAttentionOption,
     WeightingOption,
     WeightsOption,
@@ -53,7 +58,6 @@ app = typer.Typer(
 
 TIMES_PANEL = "Which times"
 OUTPUT_PANEL = "Outputs"
-WHEN_PANEL = "When (untrimmed videos)"
 
 
 def _version(value: bool) -> None:
@@ -145,30 +149,10 @@ def ground(
             rich_help_panel=WHEN_PANEL,
         ),
     ] = False,
-    threshold: Annotated[
-        str,
-        typer.Option(
-            help="Background threshold on per-query normalized scores, in [0, 1], or 'auto' "
-            "(Otsu's cut of this video's scores).",
-            rich_help_panel=WHEN_PANEL,
-        ),
-    ] = "0.5",
-    min_segment: Annotated[
-        float, typer.Option(help="Drop segments shorter than this (s).", rich_help_panel=WHEN_PANEL)
-    ] = 2.0,
-    max_gap: Annotated[
-        float,
-        typer.Option(
-            help="Bridge background gaps up to this long inside a segment (s).",
-            rich_help_panel=WHEN_PANEL,
-        ),
-    ] = 1.0,
-    temporal_scorer: Annotated[
-        str,
-        typer.Option(
-            help="Temporal scorer plugin: class-token, start-end.", rich_help_panel=WHEN_PANEL
-        ),
-    ] = "class-token",
+    threshold: ThresholdOption = "0.5",
+    min_segment: MinSegmentOption = 2.0,
+    max_gap: MaxGapOption = 1.0,
+    temporal_scorer: TemporalScorerOption = "class-token",
     quiet: Annotated[bool, QUIET] = False,
     verbose: Annotated[bool, VERBOSE] = False,
 ) -> None:

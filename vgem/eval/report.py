@@ -4,7 +4,9 @@ Every number is computed from the prediction lines alone (the latest line of
 each selected sample, see :func:`vgem.eval.runner.current_records`), so what
 is reported does not depend on how many sittings a run took. Tables are
 drawn from ``results.json`` documents, which is what lets ``vgem eval
---show`` put several finished runs side by side with their average.
+--show`` put several finished runs side by side with their average. Whole-video
+runs (``--task spatiotemporal|temporal``, vgem.eval.spatiotemporal) write the
+same schema with a ``task`` and their own figures, and get their own table.
 """
 
 from __future__ import annotations
@@ -237,7 +239,12 @@ def render_tables(documents: Sequence[Mapping[str, Any]], *, compare_paper: bool
     groups: dict[str, list[Mapping[str, Any]]] = {}
     for document in documents:
         groups.setdefault(str(document.get("settings_hash")), []).append(document)
-    return [_table(group, compare_paper) for group in groups.values()]
+    return [
+        _video_table(group, compare_paper)
+        if group[0].get("task") in VIDEO_TASK_FIGURES
+        else _table(group, compare_paper)
+        for group in groups.values()
+    ]
 
 
 def _table(documents: list[Mapping[str, Any]], compare_paper: bool) -> Table:
@@ -346,3 +353,70 @@ def _average_cells(
             )
             cells += _paper_cells(accuracy, mean)
     return cells
+
+
+# --------------------------------------------------------------------------- whole-video tables
+
+# Per task: the frame-wise columns (title, figure) and the detection mAP figure.
+VIDEO_TASK_FIGURES: dict[str, tuple[tuple[tuple[str, str], ...], str]] = {
+    "spatiotemporal": ((("IoU+Pointing %", "iou_pointing"),), "video_map"),
+    "temporal": ((("IoU %", "iou"), ("IoD %", "iod")), "segment_map"),
+}
+
+
+def _video_table(documents: list[Mapping[str, Any]], compare_paper: bool) -> Table:
+    """A row per dataset: the frame-wise figures (video means), mAP per threshold, mean."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    first = documents[0]
+    ratios, map_name = VIDEO_TASK_FIGURES[first["task"]]
+    rows = [
+        (name, scores) for document in documents for name, scores in document["datasets"].items()
+    ]
+    keys = list((rows[0][1][map_name]["map"] if rows else {}).keys())
+    with_pending = any(scores["counts"]["pending"] for _, scores in rows)
+    table = Table(
+        title=escape(f"{first['task']} · {first['backbone']} · settings {first['settings_hash']}"),
+        title_justify="left",
+    )
+    for column in ["dataset", "videos", "errors"] + (["pending"] if with_pending else []):
+        table.add_column(column, justify="left" if column == "dataset" else "right")
+    for title, _ in ratios:
+        table.add_column(title, justify="right")
+    for key in keys:
+        table.add_column(f"mAP@{key} %", justify="right")
+    table.add_column("mAP avg %", justify="right")
+
+    def counts(selected: list[Mapping[str, Any]]) -> list[str]:
+        names = ["scored", "errors"] + (["pending"] if with_pending else [])
+        return [str(sum(scores["counts"][name] for scores in selected)) for name in names]
+
+    def figures(selected: list[Mapping[str, Any]]) -> list[str]:
+        values = [[scores[figure]["video_mean"] for scores in selected] for _, figure in ratios]
+        values += [[scores[map_name]["map"].get(key) for scores in selected] for key in keys]
+        values.append([scores[map_name]["mean"] for scores in selected])
+        return [_percent(_mean(column)) for column in values]
+
+    for name, scores in rows:
+        label = escape(DATASET_TITLES.get(name, name))
+        table.add_row(label, *counts([scores]), *figures([scores]))
+    if len(rows) > 1:
+        table.add_section()
+        selected = [scores for _, scores in rows]
+        table.add_row("average", *counts(selected), *figures(selected))
+    notes = []
+    if compare_paper:
+        notes.append("the VideoGEM paper publishes no whole-video figures")
+    errors = sum(scores["counts"]["errors"] for _, scores in rows)
+    if errors:
+        notes.append(
+            f"{errors} video(s) could not be run: see results.json; once fixed, "
+            "run again with --retry-errors"
+        )
+    if with_pending:
+        notes.append("the run is incomplete: run the same command again to finish it")
+    if notes:
+        table.caption = escape("; ".join(notes))
+        table.caption_justify = "left"
+    return table

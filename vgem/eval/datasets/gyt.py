@@ -26,12 +26,34 @@ second and fourth reach about 570, which would fit [y1, x1, y2, x2] on
 the VideoGEM evaluation code read them as [x1, y1, x2, y2]; so does this
 adapter, since matching the published figures is the point. A manifest is the
 way to evaluate another reading.
+
+Whole videos (``read_videos``, for ``vgem eval --task spatiotemporal`` and
+``--task temporal``): one :class:`~vgem.eval.spatiotemporal.VideoSample` per
+video of ``box_anno.json``, whose queries are the video's distinct step names.
+Its ground-truth segments come from ``ground_seg.json`` when present (looked
+for at ``<root>/ground_seg.json``, ``<root>/annotations/ground_seg.json`` and
+``<root>/grounding_anno/ground_seg.json``; released in
+github.com/brian7685/GroundingYouTube under
+``data/GroundingYouTube/grounding_anno/``): per video id a list of
+``{"segment": [first, last], "sentence": step}``, both seconds included (a box
+of ``box_anno.json`` sits on the last second of its segment, and one-second
+steps are written ``[306, 306]``), so the segment is ``[first, last + 1)``.
+Not every second of a segment has a box (annotators' points were kept only
+where they agreed); such seconds are left out of IoU+Pointing and of the
+spatial part of tube IoU. Without ``ground_seg.json`` (or for a video it does
+not list) the segments are the runs of consecutive boxed seconds of each
+step, which splits a step at every second without a box; a warning says so.
+Entries that cannot be used are reported and dropped; the rest of their video
+is still evaluated.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
+from numbers import Integral, Real
 from pathlib import Path
+from typing import Any
 
 from vgem.errors import DatasetError
 from vgem.eval.datasets.base import (
@@ -41,9 +63,23 @@ from vgem.eval.datasets.base import (
     load_json,
     make_sample,
 )
-from vgem.eval.manifest import ManifestProblem, Sample
+from vgem.eval.manifest import ManifestProblem, Sample, _box
+from vgem.eval.spatiotemporal import (
+    TruthBox,
+    TruthSegment,
+    VideoSample,
+    segments_from_boxes,
+)
 
 ANNOTATION_CANDIDATES = ("box_anno.json", "annotations/box_anno.json")
+SEGMENT_CANDIDATES = (
+    "ground_seg.json",
+    "annotations/ground_seg.json",
+    "grounding_anno/ground_seg.json",
+)
+SEGMENTS_MISSING = (
+    "no ground_seg.json: ground-truth segments are the runs of boxed seconds of each step"
+)
 VIDEO_FOLDER = "mining_resized_video"
 ENTRY_FIELDS = ("second", "box", "step_name")
 
@@ -86,6 +122,112 @@ class GroundingYouTube:
                     boxes=[entry["box"]],
                     dataset=self.name,
                 )
+
+    def read_videos(self, root: Path) -> Iterator[VideoSample | ManifestProblem]:
+        """One whole-video sample per video of box_anno.json (see the module doc)."""
+        folder = dataset_root(root)
+        path = find_annotation(folder, ANNOTATION_CANDIDATES, "GroundingYouTube box_anno.json")
+        annotations = load_json(path)
+        if not isinstance(annotations, dict):
+            raise DatasetError(f"{path.name} should map video ids to lists of boxes.")
+        segments_path = next(
+            (folder / name for name in SEGMENT_CANDIDATES if (folder / name).is_file()), None
+        )
+        segments = None
+        if segments_path is not None:
+            segments = load_json(segments_path)
+            if not isinstance(segments, dict):
+                raise DatasetError(f"{segments_path.name} should map video ids to segments.")
+        return self._videos(annotations, segments, path.name)
+
+    def _videos(
+        self, annotations: dict, segments: dict | None, source: str
+    ) -> Iterator[VideoSample | ManifestProblem]:
+        if segments is None:
+            yield ManifestProblem(source, SEGMENTS_MISSING)
+        for video_id, entries in annotations.items():
+            where = f"video {video_id!r}"
+            if not isinstance(entries, list):
+                yield ManifestProblem(source, f"{where}: expected a list of entries")
+                continue
+            boxes: list[TruthBox] = []
+            for position, entry in enumerate(entries):
+                item = _truth_box(entry, f"{where} entry {position}")
+                if isinstance(item, str):
+                    yield ManifestProblem(source, item)
+                else:
+                    boxes.append(item)
+            truth: list[TruthSegment] = []
+            if segments is not None and video_id not in segments:
+                reason = f"{where} is not in ground_seg.json: its segments are its boxed seconds"
+                yield ManifestProblem(source, reason)
+            if segments is None or video_id not in segments:
+                truth = segments_from_boxes(boxes)
+            else:
+                for position, entry in enumerate(segments[video_id] or []):
+                    item = _truth_segment(entry, f"ground_seg.json {where} segment {position}")
+                    if isinstance(item, str):
+                        yield ManifestProblem(source, item)
+                    else:
+                        truth.append(item)
+            steps = dict.fromkeys([s.step for s in truth] + [b.step for b in boxes])
+            try:
+                yield VideoSample(
+                    id=video_id,
+                    video=f"{VIDEO_FOLDER}/{video_id}.mp4",
+                    steps=tuple(steps),
+                    segments=tuple(truth),
+                    boxes=tuple(boxes),
+                    dataset=self.name,
+                )
+            except ValueError as error:
+                yield ManifestProblem(source, f"{where}: {error}")
+
+
+def _truth_box(entry: Any, where: str) -> TruthBox | str:
+    """A boxed second of box_anno.json, or the reason it cannot be used."""
+    if not isinstance(entry, dict):
+        return f"{where}: expected an object"
+    missing = [key for key in ENTRY_FIELDS if key not in entry]
+    if missing:
+        return f"{where}: missing {', '.join(missing)}"
+    second, step = entry["second"], entry["step_name"]
+    if not _whole(second):
+        return f"{where}: 'second' must be a whole number of seconds, found {second!r}"
+    if not isinstance(step, str) or not step.strip():
+        return f"{where}: 'step_name' must be a non-empty string"
+    try:
+        box = _box(entry["box"], "'box'")
+    except ValueError as error:
+        return f"{where}: {error}"
+    return TruthBox(int(second), step, box)
+
+
+def _truth_segment(entry: Any, where: str) -> TruthSegment | str:
+    """A ``{"segment": [first, last], "sentence": step}`` entry, both seconds included."""
+    if not isinstance(entry, dict) or "segment" not in entry or "sentence" not in entry:
+        return f"{where}: expected an object with 'segment' and 'sentence'"
+    bounds, step = entry["segment"], entry["sentence"]
+    if not isinstance(step, str) or not step.strip():
+        return f"{where}: 'sentence' must be a non-empty string"
+    if (
+        not isinstance(bounds, list)
+        or len(bounds) != 2
+        or not all(_number(value) for value in bounds)
+        or not 0 <= bounds[0] <= bounds[1]
+    ):
+        return f"{where}: 'segment' must be [first, last] seconds with 0 <= first <= last"
+    return TruthSegment(step, float(bounds[0]), float(bounds[1]) + 1.0)
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, Real) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _whole(value: Any) -> bool:
+    if isinstance(value, Integral) and not isinstance(value, bool):
+        return value >= 0
+    return _number(value) and float(value).is_integer() and value >= 0
 
 
 GROUNDING_YOUTUBE = GroundingYouTube()
