@@ -14,7 +14,8 @@ own subprocess so that its peak resident memory is its own. Printed:
    times per second, model TFLOP per clip (counted from the architecture),
    achieved TFLOP/s and its fraction of the peak of that precision, peak RSS;
 3. a plain, unfused fp32 implementation of the same math (one clip at a time,
-   materialized attention; benchmarks/plain_gem.py) timed side by side, its
+   materialized attention; benchmarks/plain_gem.py) timed in alternation with
+   vgem fp32 and bf16 (batch 1) in one process, medians of ``--rounds``, its
    maps compared with vgem's fp32 maps, and the speed-ups;
 4. bf16 fidelity over 20 random clips: mean Pearson r of the similarity maps
    against fp32, and how often the final points agree;
@@ -71,19 +72,29 @@ ARCHITECTURES = {
 def clip_flops(
     arch: Architecture, *, depth=7, iterations=1, released=False, prompts=3, batch_terms=8
 ) -> float:
-    """Multiply-adds × 2 of one clip: embedding, L blocks, K self-self blocks, the head."""
-    n, c = arch.tokens, arch.width
-    flops = 2 * (n - 1) * 3 * arch.patch**2 * c  # patch embedding
-    per_block = 6 * n * c * c + 4 * n * n * c + 2 * n * c * c + 4 * n * c * arch.mlp_width
-    flops += arch.layers * per_block
-    operations = 3 * (iterations + 1)  # q, k, v streams × (iterations + the assignment)
-    if released:
-        size = arch.grid_cells
-        self_self = operations * arch.frames * 4 * size * size * c
-    else:
-        self_self = operations * 4 * n * n * c
-    flops += depth * (self_self + 2 * n * c * c)
+    """Multiply-adds × 2 that vgem performs for one clip.
+
+    Counted from the architecture: the patch embedding; L blocks of the
+    original path (the last one only for the class token, since nothing reads
+    its patch outputs); on the K GEM blocks, the self-self iterations over all
+    tokens and the final assignment and out-projection for the target frame's
+    patches (the only GEM outputs read); the per-prompt head. Elementwise work
+    and the text encoder (cached) are not counted.
+    """
+    n, c, m = arch.tokens, arch.width, arch.mlp_width
     cells = arch.grid_cells
+    flops = 2 * (n - 1) * 3 * arch.patch**2 * c  # patch embedding
+    full_block = 6 * n * c * c + 4 * n * n * c + 2 * n * c * c + 4 * n * c * m
+    last_block = 6 * n * c * c + 4 * n * c + 2 * c * c + 4 * c * m
+    flops += (arch.layers - 1) * full_block + last_block
+    if released:
+        size = cells  # chunk length
+        iterate = 3 * iterations * arch.frames * 4 * size * size * c
+        assign = 3 * 4 * cells * size * c
+    else:
+        iterate = 3 * iterations * 4 * n * n * c
+        assign = 3 * 4 * cells * n * c
+    flops += depth * (iterate + assign + 2 * cells * c * c)
     flops += prompts * (2 * batch_terms * cells * c + 2 * cells * c * arch.embed_dim)
     return float(flops)
 
@@ -146,6 +157,13 @@ def worker_speed(job: dict) -> dict:
 
 
 def worker_plain(job: dict) -> dict:
+    """The plain implementation and vgem (fp32, bf16) timed in turns, round after round.
+
+    The machine is shared and its speed drifts; alternating the three in one
+    process and taking each one's median keeps the ratios side by side.
+    """
+    import statistics
+
     import torch
 
     sys.path.insert(0, str(HERE))
@@ -154,25 +172,42 @@ def worker_plain(job: dict) -> dict:
     from vgem.grounder import Grounder
 
     adapter = build_adapter(job["backbone"])
-    grounder = Grounder(adapter=adapter, extractor="label")
+    fused = {p: Grounder(adapter=adapter, extractor="label", precision=p) for p in ("fp32", "bf16")}
     clip = random_clips(adapter, 1, seed=1)
-    prompts = grounder.prompts_for([QUERY])
-    table = grounder._prompt_table(prompts)
-    text = table.embeddings.unsqueeze(0)
+    grounder = fused["fp32"]
+    target = adapter.preprocessing.target_index
+    text = grounder._prompt_table(grounder.prompts_for([QUERY])).embeddings.unsqueeze(0)
+
+    def plain():
+        with torch.inference_mode():
+            return plain_gem_forward(adapter, clip, grounder.gem_config, target)
+
+    runs = {
+        "plain": plain,
+        "fp32": lambda: fused["fp32"].ground_pixels(clip, [QUERY]),
+        "bf16": lambda: fused["bf16"].ground_pixels(clip, [QUERY]),
+    }
+    for run in runs.values():  # warm-up
+        run()
+    seconds: dict[str, list[float]] = {name: [] for name in runs}
+    for _ in range(job["rounds"]):
+        for name, run in runs.items():
+            started = time.perf_counter()
+            run()
+            seconds[name].append(time.perf_counter() - started)
+    median = {name: statistics.median(values) for name, values in seconds.items()}
     with torch.inference_mode():
-        fused = grounder.ground_pixels(clip, prompts)
-        target = adapter.preprocessing.target_index
-        plain_gem_forward(adapter, clip, grounder.gem_config, target)  # warm-up
-        started = time.perf_counter()
-        for _ in range(job["repeats"]):
-            plain_pass = plain_gem_forward(adapter, clip, grounder.gem_config, target)
-        elapsed = (time.perf_counter() - started) / job["repeats"]
-        plain_maps, _, _ = grounder.prompt_heatmaps(plain_pass, text)
-    difference = (plain_maps.reshape(fused.similarity.shape) - fused.similarity).abs().max()
+        plain_maps, _, _ = grounder.prompt_heatmaps(plain(), text)
+    reference = runs["fp32"]().similarity
+    difference = (plain_maps.reshape(reference.shape) - reference).abs().max()
     return {
-        "seconds_per_time": elapsed,
+        "plain_seconds": median["plain"],
+        "fp32_seconds": median["fp32"],
+        "bf16_seconds": median["bf16"],
+        "speedup_fp32": median["plain"] / median["fp32"],
+        "speedup_bf16": median["plain"] / median["bf16"],
         "max_map_difference": float(difference),
-        "peak_rss_mib": peak_rss_mib(),
+        "rounds": job["rounds"],
     }
 
 
@@ -217,12 +252,10 @@ def worker_video(job: dict) -> dict:
     grounder = Grounder(adapter=adapter, extractor="label", precision=job["precision"])
     started = time.perf_counter()
     result = grounder.ground(job["video"], [QUERY], fps=1)
-    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     return {
         "seconds": time.perf_counter() - started,
         "grounded_times": len(result.times),
         "peak_rss_mib": peak_rss_mib(),
-        "decoder_peak_rss_mib": children,
     }
 
 
@@ -295,6 +328,7 @@ def main() -> None:
     parser.add_argument("--precisions", default="fp32,bf16")
     parser.add_argument("--batches", default="1,4")
     parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=3, help="alternating plain/vgem rounds")
     parser.add_argument("--fidelity-clips", type=int, default=20)
     parser.add_argument("--memory", action=argparse.BooleanOptionalAction, default=True)
     parser.add_argument("--plain", action=argparse.BooleanOptionalAction, default=True)
@@ -353,29 +387,18 @@ def main() -> None:
 
     if arguments.plain:
         header(
-            "backbone", "plain fp32 s / clip", "max map Δ vs vgem fp32",
-            "speed-up fp32 (best batch)", "speed-up bf16 (best batch)",
+            "backbone", "plain fp32 s / clip", "vgem fp32 s", "vgem bf16 s",
+            "max map Δ vs vgem fp32", "speed-up fp32", "speed-up bf16",
         )  # fmt: skip
         report["plain"] = []
         for backbone in backbones:
-            measured = run_worker({"kind": "plain", "backbone": backbone, "repeats": 1})
-            best = {
-                precision: min(
-                    (
-                        r["seconds_per_time"]
-                        for r in speed_rows
-                        if r["backbone"] == backbone and r["precision"] == precision
-                    ),
-                    default=float("nan"),
-                )
-                for precision in ("fp32", "bf16")
-            }
-            plain = measured["seconds_per_time"]
-            speedups = {f"speedup_{p}": plain / best[p] for p in ("fp32", "bf16")}
-            report["plain"].append({"backbone": backbone, **measured, **speedups})
+            job = {"kind": "plain", "backbone": backbone, "rounds": arguments.rounds}
+            measured = run_worker(job)
+            report["plain"].append({"backbone": backbone, **measured})
             row(
-                backbone, f"{plain:.3f}", f"{measured['max_map_difference']:.2e}",
-                f"{speedups['speedup_fp32']:.2f}×", f"{speedups['speedup_bf16']:.2f}×",
+                backbone, f"{measured['plain_seconds']:.3f}", f"{measured['fp32_seconds']:.3f}",
+                f"{measured['bf16_seconds']:.3f}", f"{measured['max_map_difference']:.2e}",
+                f"{measured['speedup_fp32']:.2f}×", f"{measured['speedup_bf16']:.2f}×",
             )  # fmt: skip
 
     if "bf16" in precisions and arguments.fidelity_clips:
@@ -405,7 +428,7 @@ def main() -> None:
             report["memory"].append({"video": label, **measured})
             row(
                 label, measured["grounded_times"], f"{measured['seconds']:.1f}",
-                f"{measured['peak_rss_mib']:.0f}", f"{measured['decoder_peak_rss_mib']:.0f}",
+                f"{measured['peak_rss_mib']:.0f}",
             )  # fmt: skip
         short, long = report["memory"]
         ratio = long["peak_rss_mib"] / short["peak_rss_mib"]

@@ -43,7 +43,15 @@ def test_a_batch_gives_what_clips_one_by_one_give(adapter):
         torch.testing.assert_close(
             together.similarity[index], alone.similarity[0], atol=1e-5, rtol=0
         )
-        assert together.points[index] == alone.points[0]
+        # points agree up to near-ties that batching's rounding can flip
+        for query, (x, y) in enumerate(together.points[index]):
+            for role in range(3):
+                px, py = together.prompt_points[index, query, role].tolist()
+                heatmap = alone.heatmaps[0, query, role]
+                assert heatmap[py, px] >= heatmap.max() - 1e-4
+            assert (
+                abs(x - alone.points[0][query][0]) <= 1 and abs(y - alone.points[0][query][1]) <= 1
+            )
 
 
 def test_bf16_maps_follow_fp32(adapter):

@@ -189,3 +189,35 @@ def test_memory_stays_flat_on_a_30_minute_source():
     assert (short_times, long_times) == (180, 1800)
     assert (short_segments, long_segments) == (1, 15)  # red every other minute
     assert long_rss < short_rss * 1.1 + 16_000  # KiB: a 10× longer input, flat memory
+
+
+def test_annotated_video_shows_label_and_timeline(tmp_path):
+    import imageio_ffmpeg
+
+    from vgem.annotate import write_annotated_video
+    from vgem.render import POINT_COLOURS
+
+    frames = []
+    for index in range(40):  # 20 s at 2 fps: red from 4 s to 12 s
+        colour = COLOURS["red"] if 8 <= index < 24 else COLOURS["black"]
+        frames.append(np.full((96, 160, 3), colour, dtype=np.uint8))
+    video = write_video(tmp_path / "red.mp4", frames, size=(160, 96), fps=2)
+    grounder = Grounder(adapter=ColourAdapter(), depth=4, extractor="label")
+    result = grounder.ground(video, ["red", "green"], fps=1, temporal=TemporalSettings())
+    assert _segments(result) == [("red", 4.0, 12.0)]
+    output = tmp_path / "annotated.mp4"
+    write_annotated_video(result, output)
+    reader = imageio_ffmpeg.read_frames(str(output))
+    meta = next(reader)
+    width, height = meta["size"]
+    decoded = [np.frombuffer(f, np.uint8).reshape(height, width, 3) for f in reader]
+    assert len(decoded) == 40
+    late = decoded[36].astype(int)  # 18 s: after the segment, the cursor near the right end
+    strip = late[-2]  # a row of the timeline strip
+    segment_colour = np.array(POINT_COLOURS[1])
+    inside = strip[int(width * 8 / 20)]  # 8 s: inside the red segment's span
+    outside = strip[int(width * 15 / 20)]  # 15 s: background
+    assert np.abs(inside - segment_colour).max() < 60
+    assert outside.max() < 80
+    cursor = round(18 / 20 * (width - 1))
+    assert strip[cursor - 1 : cursor + 2].min(axis=1).max() > 180  # a white cursor at 18 s

@@ -78,23 +78,29 @@ def adaptive_inverse_temperature(normed_tokens: torch.Tensor, head_dim: int) -> 
 
 
 def self_self_attention(
-    qkv: torch.Tensor, inverse_temperature: torch.Tensor, iterations: int
+    qkv: torch.Tensor,
+    inverse_temperature: torch.Tensor,
+    iterations: int,
+    rows: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """§2 steps 1–3 on the q, k and v streams at once, averaged.
 
-    ``qkv``: ``[3, B, H, N, d]``; ``inverse_temperature``: ``[B]``.
-    Returns ``[B, H, N, d]``.
+    ``qkv``: ``[3, B, H, N, d]``; ``inverse_temperature``: ``[B]``. The
+    iterations refine every token (they are the keys of the last step); the
+    final assignment to the values is computed only for ``rows`` (token
+    positions; all when None). Returns ``[B, H, len(rows) or N, d]``.
     """
     import torch.nn.functional as F
 
     streams = qkv
     values = qkv[2].unsqueeze(0).expand_as(qkv)
-    scale = inverse_temperature.view(1, -1, 1, 1, 1).to(qkv.dtype)
+    scale = inverse_temperature.view(1, -1, *[1] * (qkv.ndim - 2)).to(qkv.dtype)
     for _ in range(iterations):
         streams = F.normalize(streams, dim=-1)
         streams = _attend(streams * scale, streams, streams)
     streams = F.normalize(streams, dim=-1)
-    return _attend(streams * scale, streams, values).mean(dim=0)
+    queries = streams if rows is None else streams[..., rows, :]
+    return _attend(queries * scale, streams, values).mean(dim=0)
 
 
 def _attend(query, key, value, mask=None):
@@ -102,7 +108,9 @@ def _attend(query, key, value, mask=None):
     import torch.nn.functional as F
 
     leading = query.shape[:-2]
-    flat = [t.reshape(-1, 1, *t.shape[-2:]) for t in (query, key, value)]
+    # keep the last leading axis as SDPA's heads: the kernel splits work over
+    # batch × heads, and a [batch, heads] view usually needs no copy
+    flat = [t.reshape(-1, leading[-1], *t.shape[-2:]) for t in (query, key, value)]
     out = F.scaled_dot_product_attention(*flat, attn_mask=mask, scale=1.0)
     return out.reshape(*leading, *out.shape[-2:])
 
@@ -112,34 +120,64 @@ def released_self_self_attention(
     inverse_temperature: torch.Tensor,
     iterations: int,
     layout: TokenLayout,
-    class_output: torch.Tensor,
+    rows: torch.Tensor,
     outside_weight: float,
 ) -> torch.Tensor:
-    """The variant the authors ran for ViCLIP (§6a).
+    """The variant the authors ran for ViCLIP (§6a), for the patch tokens ``rows``.
 
     Patch tokens are cut, in the model's token order, into ``layout.frames``
     contiguous chunks of h·w tokens (for ViCLIP's patch-major order these are
     bands of patches across all frames, exactly as the released code did).
     Inside a chunk: §2's self-self attention. Across: the mean of the values
-    outside the chunk. Mixed as ``(inside + w·outside) / (1 + w)``; the class
-    token keeps the original attention's output ``class_output`` ``[B, H, 1, d]``.
+    outside the chunk. Mixed as ``(inside + w·outside) / (1 + w)``. (The
+    released code gives the class token the original attention's output; no
+    class-token output is ever read, so none is computed.)
+    Returns ``[B, H, len(rows), d]``.
     """
     import torch
 
     three, batch, heads, _, head_dim = qkv.shape
-    prefix = layout.prefix_tokens
     chunks, chunk_size = layout.frames, layout.patches_per_frame
-    patches = qkv[:, :, :, prefix:]
-    chunked = patches.reshape(three, batch, heads * chunks, chunk_size, head_dim)
-    inside = self_self_attention(chunked, inverse_temperature, iterations)
-    inside = inside.reshape(batch, heads, chunks * chunk_size, head_dim)
-    outside = _outside_chunk_attention(patches, inverse_temperature, iterations, chunks)
-    mixed = (inside + outside_weight * outside) / (1.0 + outside_weight)
-    return torch.cat([class_output, mixed], dim=2)
+    patches = qkv[:, :, :, layout.prefix_tokens :]
+    patch_rows = rows - layout.prefix_tokens
+    chunk_of_row = patch_rows // chunk_size
+    chunked = patches.reshape(three, batch, heads, chunks, chunk_size, head_dim)
+    # each chunk's wanted rows, padded to a common count so one call serves all
+    wanted = [patch_rows[chunk_of_row == c] % chunk_size for c in range(chunks)]
+    width = max(1, max(len(w) for w in wanted))
+    padded = torch.stack(
+        [torch.cat([w, w.new_zeros(width - len(w))]) if len(w) < width else w for w in wanted]
+    )
+    inside = _chunk_self_self(chunked, inverse_temperature, iterations, padded)
+    slot = torch.cat([torch.arange(len(w), device=rows.device) for w in wanted])
+    order = torch.cat([torch.nonzero(chunk_of_row == c).flatten() for c in range(chunks)])
+    picked = inside[:, :, chunk_of_row[order], slot]  # [B, H, rows (chunk order), d]
+    inside = torch.empty_like(picked)
+    inside[:, :, order] = picked
+    outside = _outside_chunk_attention(patches, inverse_temperature, iterations, chunks, patch_rows)
+    return (inside + outside_weight * outside) / (1.0 + outside_weight)
 
 
-def _outside_chunk_attention(patches, inverse_temperature, iterations, chunks):
-    """Each patch attends to the patches of the other chunks.
+def _chunk_self_self(chunked, inverse_temperature, iterations, padded_rows):
+    """Self-self attention within each chunk, assigned for ``padded_rows`` [C, m]
+    of every chunk: ``[B, H, C, m, d]``."""
+    import torch
+    import torch.nn.functional as F
+
+    streams = chunked
+    values = chunked[2].unsqueeze(0).expand_as(chunked)
+    scale = inverse_temperature.view(1, -1, 1, 1, 1, 1).to(chunked.dtype)
+    for _ in range(iterations):
+        streams = F.normalize(streams, dim=-1)
+        streams = _attend(streams * scale, streams, streams)
+    streams = F.normalize(streams, dim=-1)
+    chunk_index = torch.arange(chunked.shape[3], device=chunked.device)[:, None]
+    queries = streams[:, :, :, chunk_index, padded_rows]  # [3, B, H, C, m, d]
+    return _attend(queries * scale, streams, values).mean(dim=0)
+
+
+def _outside_chunk_attention(patches, inverse_temperature, iterations, chunks, patch_rows):
+    """Each wanted patch attends to the patches of the other chunks: ``[B, H, rows, d]``.
 
     After one iteration the released code's queries are zero (they only keep
     in-chunk rows, which attend only outside the chunk), so the final softmax
@@ -152,24 +190,39 @@ def _outside_chunk_attention(patches, inverse_temperature, iterations, chunks):
     values = patches[2]
     batch, heads, count, head_dim = values.shape
     chunk_size = count // chunks
+    chunk_of_row = patch_rows // chunk_size
     if iterations >= 1:
         per_chunk = values.reshape(batch, heads, chunks, chunk_size, head_dim).sum(dim=3)
-        others = (values.sum(dim=2, keepdim=True).unsqueeze(2) - per_chunk.unsqueeze(3)) / (
-            count - chunk_size
-        )
-        return others.expand(batch, heads, chunks, chunk_size, head_dim).reshape(values.shape)
-    chunk_of = torch.arange(count, device=values.device) // chunk_size
-    allowed = chunk_of[:, None] != chunk_of[None, :]
+        others = (values.sum(dim=2, keepdim=True) - per_chunk) / (count - chunk_size)
+        return others[:, :, chunk_of_row]
+    chunk_of_key = torch.arange(count, device=values.device) // chunk_size
+    allowed = chunk_of_row[:, None] != chunk_of_key[None, :]
     scale = inverse_temperature.view(1, -1, 1, 1, 1).to(patches.dtype)
-    queries = F.normalize(patches, dim=-1) * scale
+    queries = F.normalize(patches[:, :, :, patch_rows], dim=-1) * scale
     out = _attend(queries, patches, values.unsqueeze(0).expand_as(patches), allowed)
     return out.mean(dim=0)
 
 
 def _dual_block(
-    block: Block, tokens: torch.Tensor, config: GemConfig, layout: TokenLayout
+    block: Block,
+    tokens: torch.Tensor,
+    config: GemConfig,
+    layout: TokenLayout,
+    rows: torch.Tensor,
+    prefix_only: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """One block on both paths: (original output x^l, self-self residual Z^l)."""
+    """One block on both paths: (original output x^l, self-self residual Z^l at ``rows``).
+
+    The GEM path never feeds forward (each of its layers reads the original
+    path), and only the target frame's patches are read from it, so its
+    outputs are computed for those ``rows`` alone.
+
+    ``prefix_only``: compute the original path for the prefix (class) tokens
+    alone. The last block's patch outputs are never used — the GEM terms stop
+    at its input, and only the class token is read from its output — so this
+    saves the last block's attention queries, out-projection and MLP for all
+    patches.
+    """
     import torch.nn.functional as F
 
     batch, length, width = tokens.shape
@@ -178,9 +231,10 @@ def _dual_block(
     normed = block.ln_1(tokens)
     qkv = F.linear(normed, block.in_proj_weight, block.in_proj_bias)
     qkv = qkv.view(batch, length, 3, heads, head_dim).permute(2, 0, 3, 1, 4)
-    original = F.scaled_dot_product_attention(qkv[0], qkv[1], qkv[2])
-    attended = original.transpose(1, 2).reshape(batch, length, width)
-    output = tokens + block.layer_scale_1(block.out_proj(attended))
+    kept = layout.prefix_tokens if prefix_only else length
+    original = F.scaled_dot_product_attention(qkv[0][:, :, :kept], qkv[1], qkv[2])
+    attended = original.transpose(1, 2).reshape(batch, kept, width)
+    output = tokens[:, :kept] + block.layer_scale_1(block.out_proj(attended))
     output = output + block.layer_scale_2(block.mlp(block.ln_2(output)))
 
     if config.temperature is None:
@@ -189,16 +243,11 @@ def _dual_block(
         inverse_temperature = normed.new_full((batch,), config.temperature)
     if config.video_attention == "released":
         self_self = released_self_self_attention(
-            qkv,
-            inverse_temperature,
-            config.iterations,
-            layout,
-            original[:, :, : layout.prefix_tokens],
-            config.outside_weight,
+            qkv, inverse_temperature, config.iterations, layout, rows, config.outside_weight
         )
     else:
-        self_self = self_self_attention(qkv, inverse_temperature, config.iterations)
-    merged = self_self.transpose(1, 2).reshape(batch, length, width)
+        self_self = self_self_attention(qkv, inverse_temperature, config.iterations, rows)
+    merged = self_self.transpose(1, 2).reshape(batch, len(rows), width)
     return output, block.layer_scale_1(block.out_proj(merged))
 
 
@@ -221,9 +270,12 @@ def gem_forward(
         tokens = run_block(block, tokens)
     terms = [tokens[:, target_tokens]]
     class_increments = []
-    for block in blocks[first_gem_block:]:
-        output, residual = _dual_block(block, tokens, config, layout)
-        terms.append(residual[:, target_tokens])
+    last = len(blocks) - 1
+    for index, block in enumerate(blocks[first_gem_block:], start=first_gem_block):
+        output, residual = _dual_block(
+            block, tokens, config, layout, target_tokens, prefix_only=index == last
+        )
+        terms.append(residual)
         class_increments.append(output[:, 0] - tokens[:, 0])
         tokens = output
     final_class = tokens[:, 0]

@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from vgem.video import VideoInfo
 
 Progress = Callable[[int, int], None]
+OnGrounded = Callable[[int, "list[GroundedTime]", np.ndarray], None]
 
 
 @dataclass
@@ -122,6 +123,11 @@ class Grounder:
         self._autocast = _autocast_factory(self.device, self.settings.precision)
 
     @property
+    def input_size(self) -> int:
+        """The side S of the square model input, in pixels."""
+        return self.adapter.preprocessing.input_size
+
+    @property
     def effective_settings(self) -> dict[str, Any]:
         """The settings with 'auto' choices resolved, as recorded in results."""
         recorded = self.settings.to_dict()
@@ -194,6 +200,7 @@ class Grounder:
         source_fps: float = 1.0,
         progress: Progress | None = None,
         temporal: TemporalSettings | None = None,
+        on_grounded: OnGrounded | None = None,
     ) -> GroundingResult:
         """Where each query happens at each grounded time of ``video``.
 
@@ -202,7 +209,10 @@ class Grounder:
         (default 1). ``source_fps`` is the frame rate of a frame folder.
         ``progress(done, total)`` is called as clips are grounded.
         ``temporal`` also says when each query happens: a label per grounded
-        time and segments (untrimmed videos).
+        time and segments (untrimmed videos). ``on_grounded(position, entries,
+        similarity)`` hands over each grounded time as soon as it is done — its
+        entries per query and its raw maps ``[queries, 3, h, w]`` — so a caller
+        can save work before the whole video is through.
         """
         from vgem import video as video_io
 
@@ -230,6 +240,8 @@ class Grounder:
                 clip_embeddings[position] = embeddings[slot].numpy()
                 for query_index, entry in enumerate(grounded[slot]):
                     per_query[query_index][position] = entry
+                if on_grounded is not None:
+                    on_grounded(position, grounded[slot], similarity[position])
             done += len(batch.positions)
             if progress:
                 progress(done, len(times))

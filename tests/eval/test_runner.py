@@ -62,9 +62,13 @@ class CountingGrounder:
         self.grounder = Grounder(adapter=PlantedAdapter(), depth=4, extractor="label")
         self.calls: list[tuple[str, list[str], list[float]]] = []
 
-    def ground(self, video, queries, *, at):
+    @property
+    def input_size(self):
+        return self.grounder.input_size
+
+    def ground(self, video, queries, *, at, on_grounded=None):
         self.calls.append((Path(video.path).name, list(queries), list(at)))
-        return self.grounder.ground(video, queries, at=at)
+        return self.grounder.ground(video, queries, at=at, on_grounded=on_grounded)
 
 
 def _box(point, left, top, right, bottom):

@@ -80,7 +80,7 @@ PARSES = {
         ("pick up",),
         ("knife",),
     ),
-    "adjective and participle modifiers, no verb": (
+    "a participle modifier is a verb candidate and part of the object": (
         [
             [
                 ("the", "DET", 4, "det"),
@@ -89,7 +89,7 @@ PARSES = {
                 ("onion", "NOUN", 0, "root"),
             ]
         ],
-        (),
+        ("chopped",),
         ("chopped red onion",),
     ),
     "compound noun is one object": (

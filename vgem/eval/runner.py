@@ -45,7 +45,7 @@ from vgem.eval.metrics import heatmap_box_iou, pointing_hit, scale_box_to_model
 if TYPE_CHECKING:
     import numpy as np
 
-    from vgem.results import GroundingResult
+    from vgem.results import GroundedTime, GroundingResult
     from vgem.settings import Settings
     from vgem.video import VideoInfo
 
@@ -64,8 +64,16 @@ class RunError(VgemError):
 class SupportsGround(Protocol):
     """What the runner needs of a grounder: :class:`vgem.grounder.Grounder` has it."""
 
+    @property
+    def input_size(self) -> int: ...
+
     def ground(
-        self, video: VideoInfo, queries: Sequence[str], *, at: Sequence[float]
+        self,
+        video: VideoInfo,
+        queries: Sequence[str],
+        *,
+        at: Sequence[float],
+        on_grounded: Callable[[int, list[GroundedTime], np.ndarray], None] | None = None,
     ) -> GroundingResult: ...
 
 
@@ -438,8 +446,7 @@ def run_samples(
                 record(error_record(sample, context, known_errors[sample.id], 0.0))
         runnable = [sample for sample in group if sample.id not in known_errors]
         if runnable:
-            for line in _ground_video(grounder, context, video, runnable):
-                record(line)
+            _ground_video(grounder, context, video, runnable, record)
     return written
 
 
@@ -452,12 +459,18 @@ def group_by_video(samples: Iterable[Sample]) -> dict[str, list[Sample]]:
 
 
 def _ground_video(
-    grounder: Callable[[], SupportsGround], context: RunContext, video: str, samples: list[Sample]
-) -> list[dict[str, Any]]:
-    """The lines of one video's samples: one probe, one grounding call.
+    grounder: Callable[[], SupportsGround],
+    context: RunContext,
+    video: str,
+    samples: list[Sample],
+    record: Callable[[dict[str, Any]], None],
+) -> None:
+    """One probe and one grounding call for a video's samples.
 
-    A sample's ``seconds`` is its share of the video's probe and grounding
-    time; loading the model (on the first video) is not counted.
+    Each sample's line is recorded as soon as its time is grounded, so a
+    killed run loses at most the samples of the clip in flight. A sample's
+    ``seconds`` is its share of the time since the previous grounded time (the
+    probe included); loading the model (on the first video) is not counted.
     """
     from vgem.video import probe_video
 
@@ -466,44 +479,56 @@ def _ground_video(
         info = probe_video(context.root / video, source_fps=context.source_fps)
     except (InputError, OSError) as error:
         seconds = time.perf_counter() - started
-        return [error_record(sample, context, _message(error), seconds) for sample in samples]
-    lines: list[dict[str, Any]] = []
+        for sample in samples:
+            record(error_record(sample, context, _message(error), seconds))
+        return
     target_times: dict[str, float] = {}
     for sample in samples:
         try:
             target_times[sample.id] = target_time(info, sample)
         except InputError as error:
-            lines.append(error_record(sample, context, str(error), 0.0))
+            record(error_record(sample, context, str(error), 0.0))
     runnable = [sample for sample in samples if sample.id in target_times]
     if not runnable:
-        return lines
+        return
     times = sorted(set(target_times.values()))
     queries = list(dict.fromkeys(sample.query for sample in runnable))
+    query_position = {query: position for position, query in enumerate(queries)}
+    at_time: dict[float, list[Sample]] = {}
+    for sample in runnable:
+        at_time.setdefault(target_times[sample.id], []).append(sample)
+    done: set[str] = set()
     probe_seconds = time.perf_counter() - started
     model = grounder()
-    started = time.perf_counter()
-    try:
-        result = model.ground(info, queries, at=times)
-    except (InputError, OSError) as error:
-        seconds = (probe_seconds + time.perf_counter() - started) / len(runnable)
-        return lines + [
-            error_record(sample, context, _message(error), seconds) for sample in runnable
-        ]
-    seconds = (probe_seconds + time.perf_counter() - started) / len(runnable)
-    time_position = {value: position for position, value in enumerate(times)}
-    query_position = {query: position for position, query in enumerate(queries)}
-    for sample in runnable:
-        lines.append(
-            prediction_record(
-                sample,
-                context,
-                result,
-                time_position[target_times[sample.id]],
-                query_position[sample.query],
-                seconds,
+    clock = [time.perf_counter() - probe_seconds]
+
+    def grounded(position: int, entries: list[GroundedTime], similarity: np.ndarray) -> None:
+        now = time.perf_counter()
+        waiting = at_time[times[position]]
+        seconds = (now - clock[0]) / len(waiting)
+        clock[0] = now
+        for sample in waiting:
+            query = query_position[sample.query]
+            record(
+                prediction_record(
+                    sample,
+                    context,
+                    entries[query],
+                    similarity[query],
+                    info,
+                    model.input_size,
+                    seconds,
+                )
             )
-        )
-    return lines
+            done.add(sample.id)
+
+    try:
+        model.ground(info, queries, at=times, on_grounded=grounded)
+    except (InputError, OSError) as error:
+        seconds = time.perf_counter() - clock[0]
+        for sample in runnable:
+            if sample.id not in done:
+                record(error_record(sample, context, _message(error), seconds))
 
 
 def target_time(info: VideoInfo, sample: Sample) -> float:
@@ -554,23 +579,22 @@ def action_heatmap_iou(
 def prediction_record(
     sample: Sample,
     context: RunContext,
-    result: GroundingResult,
-    time_index: int,
-    query_index: int,
+    grounded: GroundedTime,
+    similarity: np.ndarray,
+    info: VideoInfo,
+    input_size: int,
     seconds: float,
 ) -> dict[str, Any]:
-    """The line of a scored sample."""
+    """The line of a scored sample, from its grounded entry and raw maps ``[3, h, w]``."""
     from vgem.prompts import PROMPT_ROLES
 
-    grounded = result.queries[query_index].times[time_index]
-    input_size = result.input_size
-    video_size = (result.video.width, result.video.height)
+    video_size = (info.width, info.height)
     hit, model_boxes = score_point(grounded.model_point, sample, video_size, input_size)
     line = _record_head(sample, context)
     line.update(
         time=round(float(grounded.time), 6),
         frame=int(grounded.frame),
-        input_size=int(input_size),
+        input_size=input_size,
         model_point=[int(value) for value in grounded.model_point],
         model_boxes=[list(box) for box in model_boxes],
         hit=bool(hit),
@@ -581,7 +605,7 @@ def prediction_record(
         },
     )
     if "map" in context.metrics:
-        action_map = result.similarity[time_index, query_index, PROMPT_ROLES.index("action")]
+        action_map = similarity[PROMPT_ROLES.index("action")]
         line["iou"] = round(action_heatmap_iou(action_map, model_boxes, input_size), 6)
     line["seconds"] = round(seconds, 4)
     line["at"] = _now()

@@ -92,9 +92,10 @@ def _is_object_head(word: Any) -> bool:
 
 
 def _is_verb(word: Any) -> bool:
-    # A participle used as an adjective ("the chopped onion") describes the
-    # object it modifies and is already part of that object's name.
-    return word.upos == "VERB" and word.deprel != "amod" and has_words(word.text)
+    # Every VERB counts, a participle used as an adjective ("the chopped onion")
+    # included, as in the authors' extraction: it is one more candidate, and
+    # the per-clip choice keeps it only where it matches the clip best.
+    return word.upos == "VERB" and has_words(word.text)
 
 
 def extract_from_document(document: Any) -> tuple[tuple[str, ...], tuple[str, ...]]:

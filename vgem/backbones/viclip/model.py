@@ -102,7 +102,9 @@ class QuickGELU(nn.Module):
     """CLIP's sigmoid approximation of GELU; the weights were trained with it."""
 
     def forward(self, hidden: torch.Tensor) -> torch.Tensor:
-        return hidden * torch.sigmoid(1.702 * hidden)
+        # in place on the one temporary: this is the MLP's widest activation
+        gate = hidden * 1.702
+        return gate.sigmoid_().mul_(hidden)
 
 
 class LayerNormFp32(nn.LayerNorm):
