@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import vgem.video
+import vgem.video.decode
 from tests.synth import (
     ffmpeg_child_pids,
     frame_index_from_pixels,
@@ -387,7 +387,7 @@ def test_iter_frames_yields_exactly_the_requested_frames_in_order(landscape):
 
 @pytest.mark.parametrize("inline_limit", [16_000, 0], ids=["inline-filter", "filter-file"])
 def test_iter_frames_picks_scattered_frames(landscape, monkeypatch, inline_limit):
-    monkeypatch.setattr(vgem.video, "_LONGEST_INLINE_FILTER", inline_limit)
+    monkeypatch.setattr(vgem.video.decode, "_LONGEST_INLINE_FILTER", inline_limit)
     wanted = [1, 2, 3, 5, 8, 13, 14, 21, 30, 34, 35, 36]
 
     decoded = list(iter_frames(landscape, wanted, (32, 24)))
@@ -490,7 +490,7 @@ class _DecodeSpy:
 @pytest.fixture
 def decode_spy(monkeypatch) -> _DecodeSpy:
     spy = _DecodeSpy()
-    monkeypatch.setattr(vgem.video, "iter_frames", spy)
+    monkeypatch.setattr(vgem.video.decode, "iter_frames", spy)
     return spy
 
 

@@ -71,8 +71,15 @@ def run(python: Path, arguments: list[str], extra_path: Path | None = None):
     environment.pop("PYTHONPATH", None)
     if extra_path is not None:
         environment["PYTHONPATH"] = str(extra_path)
+    # A neutral working directory: ``python -m`` puts it on sys.path, and run from
+    # this package's folder its egg-info would make the plugin visible anyway.
     return subprocess.run(
-        [str(python), *arguments], capture_output=True, text=True, env=environment, check=False
+        [str(python), *arguments],
+        capture_output=True,
+        text=True,
+        env=environment,
+        cwd=python.parent,
+        check=False,
     )
 
 

@@ -1,0 +1,33 @@
+"""Video input: probing, time ↔ frame rules, clips, and streaming decode.
+
+A video is either a file any ffmpeg reads (through imageio-ffmpeg's bundled
+binary) or a folder of image frames. Everything streams: a long video never
+sits in memory. The time model is described in :mod:`vgem.video.probe`.
+"""
+
+from vgem.video.decode import (
+    DEFAULT_READ_AHEAD,
+    PastEnd,
+    clip_to_tensor,
+    iter_clips,
+    iter_frames,
+    iter_full_frames,
+)
+from vgem.video.probe import IMAGE_EXTENSIONS, VideoInfo, probe_video
+from vgem.video.times import clip_frame_indices, frame_index_at, grounded_times, time_of_frame
+
+__all__ = [
+    "DEFAULT_READ_AHEAD",
+    "IMAGE_EXTENSIONS",
+    "PastEnd",
+    "VideoInfo",
+    "clip_frame_indices",
+    "clip_to_tensor",
+    "frame_index_at",
+    "grounded_times",
+    "iter_clips",
+    "iter_frames",
+    "iter_full_frames",
+    "probe_video",
+    "time_of_frame",
+]
