@@ -20,14 +20,8 @@ from tests.planted import PlantedAdapter, planted_frame
 from tests.synth import write_video
 from vgem.eval.manifest import ManifestProblem, Sample
 from vgem.eval.report import build_results, score_run
-from vgem.eval.runner import (
-    PredictionLog,
-    RunContext,
-    current_records,
-    evaluate,
-    is_finished,
-    select_samples,
-)
+from vgem.eval.run_log import PredictionLog, current_records, is_finished
+from vgem.eval.runner import RunContext, evaluate, select_samples
 from vgem.grounder import Grounder
 
 SIZE = 64
@@ -320,7 +314,7 @@ def test_a_map_run_redoes_lines_that_lack_the_iou(planted_root, tmp_path):
 def test_lines_of_other_settings_or_changed_samples_are_not_reused():
     sample = Sample(id="s", video="v.mp4", time=1, query=A, boxes=[[0, 0, 5, 5]])
     moved = Sample(id="s", video="v.mp4", time=1, query=A, boxes=[[0, 0, 6, 6]])
-    from vgem.eval.runner import sample_fingerprint
+    from vgem.eval.run_log import sample_fingerprint
 
     line = {"id": "s", "settings": "h1", "sample": sample_fingerprint(sample), "hit": True}
     assert current_records([line], [sample], "h1") == {"s": line}
@@ -369,7 +363,7 @@ def test_no_resume_keeps_the_old_predictions_aside(tmp_path):
 
 
 def test_two_runs_cannot_share_a_run_directory(tmp_path):
-    from vgem.eval.runner import RunError
+    from vgem.eval.run_log import RunError
 
     with (
         PredictionLog(tmp_path / "run").open(),

@@ -16,8 +16,7 @@ paper's protocol) or, on whole untrimmed videos, ``spatiotemporal`` and
 from __future__ import annotations
 
 import re
-import sys
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -51,6 +50,7 @@ from vgem.cli_options import (
     method_settings,
 )
 from vgem.cli_support import QUIET, VERBOSE, stderr, user_errors
+from vgem.eval.progress import EvalProgress
 
 if TYPE_CHECKING:
     from vgem.eval.manifest import ManifestProblem, Sample
@@ -448,7 +448,8 @@ def _evaluate(
         render_tables,
         write_results,
     )
-    from vgem.eval.runner import RunContext, evaluate, fingerprint, run_identity
+    from vgem.eval.run_log import fingerprint, run_identity
+    from vgem.eval.runner import RunContext, evaluate
 
     identity = run_identity(backbone, weights, resolved_settings, source_fps)
     label = source.label
@@ -485,7 +486,7 @@ def _evaluate(
 
         return Grounder(backbone, weights, **settings)
 
-    with _ProgressDisplay(len(selection.samples), quiet, accuracy=temporal is None) as progress:
+    with EvalProgress(len(selection.samples), quiet, accuracy=temporal is None) as progress:
         options: dict[str, Any] = {
             "run_dir": directory,
             "load_grounder": load_grounder,
@@ -558,79 +559,6 @@ def _show_runs(run_dirs: list[Path], compare_paper: bool) -> None:
     documents = [load_results(run_dir) for run_dir in run_dirs]
     for table in render_tables(documents, compare_paper=compare_paper):
         Console(soft_wrap=False).print(table)
-
-
-class _ProgressDisplay:
-    """A progress bar with the accuracy so far, on stderr when it is a terminal.
-
-    Samples finished in earlier sittings count from the start, so the bar and
-    the accuracy describe the whole run, not just this sitting. Whole-video
-    lines have no single hit, so their bar shows no accuracy.
-    """
-
-    def __init__(self, total: int, quiet: bool, *, accuracy: bool = True) -> None:
-        self.total = total
-        self.show_accuracy = accuracy
-        self.enabled = not quiet and sys.stderr.isatty()
-        self.done = self.scored = self.hits = self.errors = 0
-        self._bar: Any = None
-        self._task: Any = None
-
-    def __enter__(self) -> _ProgressDisplay:
-        if self.enabled:
-            from rich.progress import (
-                BarColumn,
-                MofNCompleteColumn,
-                Progress,
-                TextColumn,
-                TimeElapsedColumn,
-                TimeRemainingColumn,
-            )
-
-            self._bar = Progress(
-                TextColumn("evaluating"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TextColumn("{task.fields[figures]}"),
-                TimeElapsedColumn(),
-                TimeRemainingColumn(),
-                console=stderr,
-                transient=True,
-            )
-            self._bar.__enter__()
-            self._task = self._bar.add_task("evaluating", total=self.total, figures="")
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        if self._bar is not None:
-            self._bar.__exit__(*exc_info)
-
-    def resume(self, finished_lines: list[dict[str, Any]]) -> None:
-        for line in finished_lines:
-            self._count(line)
-        self._refresh()
-
-    def record(self, line: dict[str, Any]) -> None:
-        self._count(line)
-        self._refresh()
-
-    def _count(self, line: Mapping[str, Any]) -> None:
-        self.done += 1
-        if "error" in line:
-            self.errors += 1
-        else:
-            self.scored += 1
-            self.hits += bool(line.get("hit"))
-
-    def _refresh(self) -> None:
-        if self._bar is None:
-            return
-        accuracy = f"{100 * self.hits / self.scored:.2f} %" if self.scored else "—"
-        errors = f"{self.errors} error(s)" if self.errors else ""
-        figures = f"accuracy {accuracy}" + (f" · {errors}" if errors else "")
-        if not self.show_accuracy:
-            figures = errors
-        self._bar.update(self._task, completed=self.done, figures=figures)
 
 
 def _now() -> str:

@@ -1,7 +1,7 @@
 """From predictions to figures: ``results.json`` and the tables a reviewer reads.
 
 Every number is computed from the prediction lines alone (the latest line of
-each selected sample, see :func:`vgem.eval.runner.current_records`), so what
+each selected sample, see :func:`vgem.eval.run_log.current_records`), so what
 is reported does not depend on how many sittings a run took. Tables are
 drawn from ``results.json`` documents, which is what lets ``vgem eval
 --show`` put several finished runs side by side with their average. Whole-video

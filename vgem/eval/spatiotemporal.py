@@ -10,7 +10,7 @@ truth but the names of the steps.
 A run is kept exactly like a spatial one (vgem.eval.runner): one line per
 video in the run's ``predictions.jsonl``, on disk before the next video
 starts, the same lock, resume and ``--retry-errors`` rules, with the runner's
-own :class:`~vgem.eval.runner.PredictionLog`. A line holds the predicted
+own :class:`~vgem.eval.run_log.PredictionLog`. A line holds the predicted
 segments and, for every boxed ground-truth second, the point of that second's
 step and whether it lies in the box; every figure is computed from these lines
 and the annotations (vgem.eval.temporal_metrics), so a resumed run reports
@@ -34,14 +34,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 from vgem.errors import InputError
 from vgem.eval.manifest import Box, _box, _frame_size, _require_text
 from vgem.eval.metrics import pointing_hit, scale_box_to_model
-from vgem.eval.runner import (
-    PredictionLog,
-    RunOutcome,
-    Selection,
-    _message,
-    _now,
-    fingerprint,
-)
+from vgem.eval.run_log import PredictionLog, current_records, fingerprint
+from vgem.eval.runner import RunOutcome, Selection, _message, _now
 from vgem.eval.temporal_metrics import (
     SEGMENT_MAP_THRESHOLDS,
     VIDEO_MAP_THRESHOLDS,
@@ -221,17 +215,7 @@ def current_video_records(
     records: Iterable[Mapping[str, Any]], samples: Iterable[VideoSample], settings_hash: str
 ) -> dict[str, dict[str, Any]]:
     """The latest line of each selected video made with these settings for this annotation."""
-    wanted = {sample.id: video_fingerprint(sample) for sample in samples}
-    latest: dict[str, dict[str, Any]] = {}
-    for record in records:
-        video_id = record.get("id")
-        if (
-            record.get("settings") == settings_hash
-            and video_id in wanted
-            and record.get("sample") == wanted[video_id]
-        ):
-            latest[video_id] = dict(record)
-    return latest
+    return current_records(records, samples, settings_hash, fingerprint_of=video_fingerprint)
 
 
 def is_video_finished(record: Mapping[str, Any] | None, *, retry_errors: bool = False) -> bool:
