@@ -19,8 +19,9 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from vgem import fetch
+from vgem import checkpoints, fetch
 from vgem.backbones.base import HubFile
+from vgem.errors import WeightsError
 from vgem.extractors.stanza import LANGUAGE, PROCESSORS
 
 REPOSITORY = Path(__file__).resolve().parents[1]
@@ -352,6 +353,7 @@ def fake_network(hub_cache, monkeypatch):
         build_stanza_dir(Path(model_dir))
 
     monkeypatch.setattr(huggingface_hub, "hf_hub_download", hf_hub_download)
+    monkeypatch.setattr(checkpoints, "hub_reachable", lambda: True)
     monkeypatch.setattr(stanza, "download", download)
     monkeypatch.setenv("COLUMNS", "250")
     return asked
@@ -415,3 +417,68 @@ def test_the_listed_files_are_the_paths_stanzas_pipeline_is_configured_with(tmp_
     config = build_default_config(FAKE_RESOURCES, language, str(model_dir), load_list)
     configured = {Path(value) for key, value in config.items() if key.endswith("_path")}
     assert {path for _, _, path in fetch.stanza_model_files(model_dir)} == configured
+
+
+# ------------------------------------------------------------------ the hub, without network
+
+
+def _no_download(**options):
+    raise AssertionError("hf_hub_download must not be called")
+
+
+def _no_name_resolution(*arguments, **options):
+    raise OSError("Name or service not known")
+
+
+def test_cached_weights_are_used_without_asking_the_hub(hub_cache, monkeypatch):
+    import huggingface_hub
+
+    cached = build_hub_cache(hub_cache, *VICLIP_B16_FILE)
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", _no_download)
+    monkeypatch.setattr("socket.getaddrinfo", _no_name_resolution)
+    found = checkpoints.hub_download(*VICLIP_B16_FILE, what="ViCLIP-B/16", fetch_hint="fetch")
+    assert found == cached
+
+
+def test_an_unresolvable_hub_fails_at_once_without_downloading(hub_cache, monkeypatch):
+    import huggingface_hub
+
+    for name in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", _no_download)
+    monkeypatch.setattr("socket.getaddrinfo", _no_name_resolution)
+    with pytest.raises(WeightsError) as refused:
+        checkpoints.hub_download(*VICLIP_B16_FILE, what="ViCLIP-B/16", fetch_hint="run X")
+    assert str(refused.value) == (
+        "ViCLIP-B/16 weights are not in the Hugging Face cache and the hub cannot be reached: "
+        "run X."
+    )
+
+
+def test_behind_a_proxy_the_hub_counts_as_reachable(monkeypatch):
+    for name in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr("socket.getaddrinfo", _no_name_resolution)
+    assert not checkpoints.hub_reachable()
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.example:3128")
+    assert checkpoints.hub_reachable()
+
+
+def test_retry_warnings_do_not_bury_the_error_line(hub_cache, monkeypatch, caplog):
+    import logging
+
+    import huggingface_hub
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    def hf_hub_download(**options):
+        logging.getLogger("huggingface_hub.utils._http").warning("Retrying in 1s [Retry 1/5].")
+        raise LocalEntryNotFoundError("Cannot reach the hub, and no cached copy.")
+
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", hf_hub_download)
+    monkeypatch.setattr(checkpoints, "hub_reachable", lambda: True)
+    hub_logger = logging.getLogger("huggingface_hub")
+    monkeypatch.setattr(hub_logger, "level", logging.NOTSET)
+    with caplog.at_level(logging.WARNING), pytest.raises(WeightsError):
+        checkpoints.hub_download(*VICLIP_B16_FILE, what="ViCLIP-B/16", fetch_hint="run X")
+    assert not [record for record in caplog.records if record.name.startswith("huggingface_hub")]
+    assert hub_logger.level == logging.NOTSET  # restored afterwards

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import pickle
 import warnings
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -253,13 +254,25 @@ def hub_download(repo_id: str, filename: str, *, what: str, fetch_hint: str) -> 
         RepositoryNotFoundError,
     )
 
+    def not_cached(reason: str) -> WeightsError:
+        return WeightsError(
+            f"{what} weights are not in the Hugging Face cache and {reason}: {fetch_hint}."
+        )
+
+    # Released weights do not change: a cached copy is used as is, without the
+    # hub's freshness check, which on a machine without network would retry
+    # for half a minute before falling back to the very same file.
+    cached = cached_path(repo_id, filename)
+    if cached is not None:
+        return cached
+    if not hub_offline() and not hub_reachable():
+        raise not_cached("the hub cannot be reached")
     try:
-        return Path(hf_hub_download(repo_id=repo_id, filename=filename))
+        with _quiet_hub_retries():
+            return Path(hf_hub_download(repo_id=repo_id, filename=filename))
     except (LocalEntryNotFoundError, OfflineModeIsEnabled) as error:
         reason = "HF_HUB_OFFLINE is set" if hub_offline() else "the hub cannot be reached"
-        raise WeightsError(
-            f"{what} weights are not in the Hugging Face cache and {reason}: {fetch_hint}."
-        ) from error
+        raise not_cached(reason) from error
     except GatedRepoError as error:
         raise WeightsError(
             f"The hub repository {repo_id} is gated: accept its terms at "
@@ -284,9 +297,55 @@ def hub_offline() -> bool:
     return bool(is_offline()) if callable(is_offline) else bool(constants.HF_HUB_OFFLINE)
 
 
-def is_cached(repo_id: str, filename: str) -> bool:
-    """Whether the hub cache already holds ``filename`` (no network)."""
+def cached_path(repo_id: str, filename: str) -> Path | None:
+    """Where the hub cache holds ``filename`` (no network), or None."""
     from huggingface_hub import try_to_load_from_cache
 
     found = try_to_load_from_cache(repo_id=repo_id, filename=filename)
-    return isinstance(found, str)
+    return Path(found) if isinstance(found, str) else None
+
+
+def is_cached(repo_id: str, filename: str) -> bool:
+    """Whether the hub cache already holds ``filename`` (no network)."""
+    return cached_path(repo_id, filename) is not None
+
+
+_PROXY_VARIABLES = ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")
+
+
+def hub_reachable() -> bool:
+    """Whether the hub's host name resolves: a machine without network fails
+    here at once, where a download would retry with back-off first. Behind a
+    proxy the proxy resolves names, so nothing can be concluded and the
+    answer is yes."""
+    import os
+    import socket
+    from urllib.parse import urlparse
+
+    from huggingface_hub import constants
+
+    if any(os.environ.get(name) for name in _PROXY_VARIABLES):
+        return True
+    host = urlparse(constants.ENDPOINT).hostname
+    if not host:
+        return True
+    try:
+        socket.getaddrinfo(host, 443)
+    except OSError:
+        return False
+    return True
+
+
+@contextmanager
+def _quiet_hub_retries() -> Iterator[None]:
+    """huggingface_hub logs a warning for every retry; the outcome is reported
+    in one line either way, so the retries would only bury it."""
+    import logging
+
+    hub_logger = logging.getLogger("huggingface_hub")
+    level = hub_logger.level
+    hub_logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        hub_logger.setLevel(level)

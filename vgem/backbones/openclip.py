@@ -227,14 +227,15 @@ def load_openclip(
         raise PluginError(
             f"Say which weights {name} should use: openclip:{arch}@TAG, or --weights PATH."
         )
-    with _quiet_open_clip():
-        model = open_clip.create_model(arch, pretrained=None)
+    # The weights first: a missing file should fail before seconds of model building.
     if weights is not None:
         path, source = weights, str(weights)
     else:
         repo_id, filenames = _hub_location(arch, tag)
         path = _download_first(repo_id, filenames, name=name, tag=tag)
         source = f"hf-hub:{repo_id}"
+    with _quiet_open_clip():
+        model = open_clip.create_model(arch, pretrained=None)
     state = unwrap_state_dict(read_checkpoint(path), path)
     expected = {key: tuple(value.shape) for key, value in model.state_dict().items()}
     if "logit_scale" in state and state["logit_scale"].ndim != len(expected["logit_scale"]):
