@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import pickle
 import warnings
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from vgem.errors import WeightsError
+from vgem.quiet import quieted
 
 if TYPE_CHECKING:
     import torch
@@ -268,7 +268,8 @@ def hub_download(repo_id: str, filename: str, *, what: str, fetch_hint: str) -> 
     if not hub_offline() and not hub_reachable():
         raise not_cached("the hub cannot be reached")
     try:
-        with _quiet_hub_retries():
+        # huggingface_hub warns at every retry; the outcome gets one line either way.
+        with quieted("huggingface_hub"):
             return Path(hf_hub_download(repo_id=repo_id, filename=filename))
     except (LocalEntryNotFoundError, OfflineModeIsEnabled) as error:
         reason = "HF_HUB_OFFLINE is set" if hub_offline() else "the hub cannot be reached"
@@ -334,18 +335,3 @@ def hub_reachable() -> bool:
     except OSError:
         return False
     return True
-
-
-@contextmanager
-def _quiet_hub_retries() -> Iterator[None]:
-    """huggingface_hub logs a warning for every retry; the outcome is reported
-    in one line either way, so the retries would only bury it."""
-    import logging
-
-    hub_logger = logging.getLogger("huggingface_hub")
-    level = hub_logger.level
-    hub_logger.setLevel(logging.ERROR)
-    try:
-        yield
-    finally:
-        hub_logger.setLevel(level)

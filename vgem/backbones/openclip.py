@@ -8,9 +8,7 @@ resolution), so positional embeddings are resampled from the trained grid.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
-from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 from vgem.backbones.base import (
@@ -24,6 +22,7 @@ from vgem.backbones.base import (
     TokenLayout,
 )
 from vgem.errors import PluginError, SettingsError
+from vgem.quiet import quieted
 
 if TYPE_CHECKING:
     import torch
@@ -172,19 +171,6 @@ def _check_supported(model, name: str) -> None:
         raise SettingsError(f"Backbone {name} cannot run GEM: {'; '.join(reasons)}.")
 
 
-@contextmanager
-def _quiet_open_clip():
-    """open_clip logs a warning when it builds a model without weights; we load
-    them ourselves right after, so the warning would only mislead."""
-    logger = logging.getLogger()
-    level = logger.level
-    logger.setLevel(logging.ERROR)
-    try:
-        yield
-    finally:
-        logger.setLevel(level)
-
-
 def parse_variant(variant: str | None) -> tuple[str, str | None]:
     """``ARCH@TAG`` → (arch, tag); the tag may be omitted when --weights is given."""
     if not variant:
@@ -234,7 +220,8 @@ def load_openclip(
         repo_id, filenames = _hub_location(arch, tag)
         path = _download_first(repo_id, filenames, name=name, tag=tag)
         source = f"hf-hub:{repo_id}"
-    with _quiet_open_clip():
+    # open_clip warns that the model has no weights; they are loaded right below.
+    with quieted():
         model = open_clip.create_model(arch, pretrained=None)
     state = unwrap_state_dict(read_checkpoint(path), path)
     expected = {key: tuple(value.shape) for key, value in model.state_dict().items()}
