@@ -13,9 +13,9 @@ one ``Grounder.ground`` call that takes all of its distinct queries and
 times. The visual pass is per clip and shared by every query, and the video
 is decoded in one streaming pass, so this costs one forward per distinct
 time; calling once per (video, query) would decode the video and run the
-backbone again for every extra query. The price is granularity: lines are
-written when a video's call returns, so a kill loses the samples of the video
-in flight (they are grounded again on resume, never recorded twice).
+backbone again for every extra query. Each sample's line is still written as
+soon as its time is grounded (``on_grounded``), so a kill loses at most the
+samples of the clip in flight (grounded again on resume, never recorded twice).
 
 A sample that cannot be run (video missing, unreadable, too short for its
 time) gets an error line and never stops the run. An error line counts as
