@@ -482,3 +482,60 @@ def test_retry_warnings_do_not_bury_the_error_line(hub_cache, monkeypatch, caplo
         checkpoints.hub_download(*VICLIP_B16_FILE, what="ViCLIP-B/16", fetch_hint="run X")
     assert not [record for record in caplog.records if record.name.startswith("huggingface_hub")]
     assert hub_logger.level == logging.NOTSET  # restored afterwards
+
+
+# --------------------------------------------------------------- weights under several names
+
+SAFE_AND_BIN = HubFile(
+    "vgem-test/two-names", "model.safetensors", alternatives=("pytorch_model.bin",)
+)
+
+
+def test_a_cached_alternative_is_used_without_network(hub_cache, monkeypatch):
+    import huggingface_hub
+
+    cached = build_hub_cache(hub_cache, SAFE_AND_BIN.repo_id, "pytorch_model.bin")
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", _no_download)
+    monkeypatch.setattr("socket.getaddrinfo", _no_name_resolution)
+    found = checkpoints.hub_download_first(
+        SAFE_AND_BIN.repo_id, SAFE_AND_BIN.candidates, what="two names", fetch_hint="fetch"
+    )
+    assert found == cached
+
+
+def test_the_hub_is_asked_for_each_name_in_order_of_preference(hub_cache, monkeypatch):
+    import huggingface_hub
+    from huggingface_hub.errors import EntryNotFoundError
+
+    asked = []
+
+    def hf_hub_download(repo_id: str, filename: str, **options) -> str:
+        asked.append(filename)
+        if filename == "model.safetensors":
+            raise EntryNotFoundError(f"{repo_id} has no {filename}")
+        return str(build_hub_cache(hub_cache, repo_id, filename))
+
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", hf_hub_download)
+    monkeypatch.setattr(checkpoints, "hub_reachable", lambda: True)
+    found = checkpoints.hub_download_first(
+        SAFE_AND_BIN.repo_id, SAFE_AND_BIN.candidates, what="two names", fetch_hint="fetch"
+    )
+    assert asked == ["model.safetensors", "pytorch_model.bin"]
+    assert found.name == "pytorch_model.bin"
+
+
+def test_check_counts_weights_cached_under_another_name(hub_cache):
+    (missing,) = fetch.check_backbones([("two-names", [SAFE_AND_BIN])])
+    assert missing.missing
+    build_hub_cache(hub_cache, SAFE_AND_BIN.repo_id, "pytorch_model.bin")
+    (present,) = fetch.check_backbones([("two-names", [SAFE_AND_BIN])])
+    assert present.state == "present"
+    assert present.location == "vgem-test/two-names/pytorch_model.bin"
+
+
+def test_openclip_releases_list_both_file_names():
+    from vgem.backbones.openclip import OPENCLIP_B16
+
+    (hub_file,) = OPENCLIP_B16.hub_files(None)
+    assert hub_file.filename.endswith(".safetensors")
+    assert [name.rsplit(".", 1)[-1] for name in hub_file.alternatives] == ["bin"]

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import pickle
 import warnings
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -304,6 +304,28 @@ def cached_path(repo_id: str, filename: str) -> Path | None:
 
     found = try_to_load_from_cache(repo_id=repo_id, filename=filename)
     return Path(found) if isinstance(found, str) else None
+
+
+def hub_download_first(
+    repo_id: str, filenames: Sequence[str], *, what: str, fetch_hint: str
+) -> Path:
+    """The first of ``filenames`` the cache holds, else the first the hub has.
+
+    For weights published under several names: a cached copy under any name
+    is used before any network request, then the names are tried in order of
+    preference.
+    """
+    for filename in filenames:
+        cached = cached_path(repo_id, filename)
+        if cached is not None:
+            return cached
+    *preferred, last = filenames
+    for filename in preferred:
+        try:
+            return hub_download(repo_id, filename, what=what, fetch_hint=fetch_hint)
+        except MissingHubFile:
+            continue
+    return hub_download(repo_id, last, what=what, fetch_hint=fetch_hint)
 
 
 def is_cached(repo_id: str, filename: str) -> bool:

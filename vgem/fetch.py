@@ -151,7 +151,9 @@ def check_backbones(
                 )
             )
         for hub_file in hub_files:
-            present = is_cached(hub_file.repo_id, hub_file.filename)
+            cached = [name for name in hub_file.candidates if is_cached(hub_file.repo_id, name)]
+            present = bool(cached)
+            shown = cached[0] if cached else hub_file.filename
             note = ""
             if hub_file.gated and not present:
                 note = (
@@ -162,7 +164,7 @@ def check_backbones(
                 Requirement(
                     name,
                     BACKBONE_KIND,
-                    f"{hub_file.repo_id}/{hub_file.filename}",
+                    f"{hub_file.repo_id}/{shown}",
                     "present" if present else "missing",
                     note,
                 )
@@ -296,11 +298,13 @@ def download(plan: Plan, *, verbose: bool = False, report: Report = lambda line:
 
 def download_backbones(plan: Plan, report: Report) -> None:
     """Backbone weights into the Hugging Face cache; one WeightsError line on failure."""
-    from vgem.checkpoints import hub_download
+    from vgem.checkpoints import hub_download_first
 
     for name, hub_file in plan.hub_files:
         report(f"fetching {name}: {hub_file.repo_id}/{hub_file.filename}")
-        hub_download(hub_file.repo_id, hub_file.filename, what=name, fetch_hint=UNREACHABLE_HINT)
+        hub_download_first(
+            hub_file.repo_id, hub_file.candidates, what=name, fetch_hint=UNREACHABLE_HINT
+        )
 
 
 def download_stanza(model_dir: Path, *, verbose: bool, report: Report) -> None:

@@ -202,6 +202,14 @@ class HubFile:
     repo_id: str
     filename: str
     gated: bool = False
+    # Other names the same weights go by in the repository (a ``.bin`` beside
+    # the preferred ``.safetensors``): a cached copy under any of them counts,
+    # and they are fetched in order when the hub lacks the preferred one.
+    alternatives: tuple[str, ...] = ()
+
+    @property
+    def candidates(self) -> tuple[str, ...]:
+        return (self.filename, *self.alternatives)
 
 
 @dataclass(frozen=True)

@@ -205,7 +205,12 @@ def load_openclip(
     """Build ``arch`` and fill it from ``weights`` or the hub cache (``tag``)."""
     import open_clip
 
-    from vgem.checkpoints import check_state_dict, read_checkpoint, unwrap_state_dict
+    from vgem.checkpoints import (
+        check_state_dict,
+        hub_download_first,
+        read_checkpoint,
+        unwrap_state_dict,
+    )
 
     if arch not in open_clip.list_models():
         raise PluginError(f"open_clip has no model architecture '{arch}' ({name}).")
@@ -218,7 +223,8 @@ def load_openclip(
         path, source = weights, str(weights)
     else:
         repo_id, filenames = _hub_location(arch, tag)
-        path = _download_first(repo_id, filenames, name=name, tag=tag)
+        hint = f"run `vgem fetch --backbone {name}` where there is network, or pass --weights PATH"
+        path = hub_download_first(repo_id, filenames, what=f"{name} ({tag})", fetch_hint=hint)
         source = f"hf-hub:{repo_id}"
     # open_clip warns that the model has no weights; they are loaded right below.
     with quieted():
@@ -235,20 +241,6 @@ def load_openclip(
     )
 
 
-def _download_first(repo_id: str, filenames: list[str], *, name: str, tag: str | None):
-    """The first of ``filenames`` the hub (or its cache) has."""
-    from vgem.checkpoints import MissingHubFile, hub_download
-
-    hint = f"run `vgem fetch --backbone {name}` where there is network, or pass --weights PATH"
-    *preferred, last = filenames
-    for filename in preferred:
-        try:
-            return hub_download(repo_id, filename, what=f"{name} ({tag})", fetch_hint=hint)
-        except MissingHubFile:
-            continue
-    return hub_download(repo_id, last, what=f"{name} ({tag})", fetch_hint=hint)
-
-
 def _spec(arch: str | None, tag: str | None, summary: str, name: str) -> BackboneSpec:
     def load(variant: str | None, weights: str | None) -> OpenClipAdapter:
         if arch is None:
@@ -261,7 +253,8 @@ def _spec(arch: str | None, tag: str | None, summary: str, name: str) -> Backbon
         if chosen_tag is None:
             return []
         repo_id, filenames = _hub_location(chosen_arch, chosen_tag)
-        return [HubFile(repo_id, filenames[0])]
+        preferred, *others = filenames
+        return [HubFile(repo_id, preferred, alternatives=tuple(others))]
 
     return BackboneSpec(summary=summary, load=load, takes_variant=arch is None, hub_files=hub_files)
 
