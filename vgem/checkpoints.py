@@ -244,6 +244,43 @@ def hub_download(repo_id: str, filename: str, *, what: str, fetch_hint: str) -> 
     says how to get them onto an offline machine. "Offline and not cached"
     must not read like "no such file", or a user fixes the wrong thing.
     """
+    return hub_download_first(repo_id, [filename], what=what, fetch_hint=fetch_hint)
+
+
+def hub_download_first(
+    repo_id: str, filenames: Sequence[str], *, what: str, fetch_hint: str
+) -> Path:
+    """The first of ``filenames`` the cache holds, else the first the hub has.
+
+    Released weights do not change: a cached copy (under any of the names the
+    weights are published as) is used as is, without the hub's freshness
+    check, which on a machine without network would retry for half a minute
+    before falling back to the very same file. Only then are the names
+    downloaded in order of preference.
+    """
+    for filename in filenames:
+        cached = cached_path(repo_id, filename)
+        if cached is not None:
+            return cached
+    if not hub_offline() and not hub_reachable():
+        raise _not_cached(what, "the hub cannot be reached", fetch_hint)
+    *preferred, last = filenames
+    for filename in preferred:
+        try:
+            return _fetch_from_hub(repo_id, filename, what=what, fetch_hint=fetch_hint)
+        except MissingHubFile:
+            continue
+    return _fetch_from_hub(repo_id, last, what=what, fetch_hint=fetch_hint)
+
+
+def _not_cached(what: str, reason: str, fetch_hint: str) -> WeightsError:
+    return WeightsError(
+        f"{what} weights are not in the Hugging Face cache and {reason}: {fetch_hint}."
+    )
+
+
+def _fetch_from_hub(repo_id: str, filename: str, *, what: str, fetch_hint: str) -> Path:
+    """One file from the hub (or its cache), every failure turned into one clear line."""
     from huggingface_hub import hf_hub_download
     from huggingface_hub.errors import (
         EntryNotFoundError,
@@ -254,26 +291,13 @@ def hub_download(repo_id: str, filename: str, *, what: str, fetch_hint: str) -> 
         RepositoryNotFoundError,
     )
 
-    def not_cached(reason: str) -> WeightsError:
-        return WeightsError(
-            f"{what} weights are not in the Hugging Face cache and {reason}: {fetch_hint}."
-        )
-
-    # Released weights do not change: a cached copy is used as is, without the
-    # hub's freshness check, which on a machine without network would retry
-    # for half a minute before falling back to the very same file.
-    cached = cached_path(repo_id, filename)
-    if cached is not None:
-        return cached
-    if not hub_offline() and not hub_reachable():
-        raise not_cached("the hub cannot be reached")
     try:
         # huggingface_hub warns at every retry; the outcome gets one line either way.
         with quieted("huggingface_hub"):
             return Path(hf_hub_download(repo_id=repo_id, filename=filename))
     except (LocalEntryNotFoundError, OfflineModeIsEnabled) as error:
         reason = "HF_HUB_OFFLINE is set" if hub_offline() else "the hub cannot be reached"
-        raise not_cached(reason) from error
+        raise _not_cached(what, reason, fetch_hint) from error
     except GatedRepoError as error:
         raise WeightsError(
             f"The hub repository {repo_id} is gated: accept its terms at "
@@ -304,28 +328,6 @@ def cached_path(repo_id: str, filename: str) -> Path | None:
 
     found = try_to_load_from_cache(repo_id=repo_id, filename=filename)
     return Path(found) if isinstance(found, str) else None
-
-
-def hub_download_first(
-    repo_id: str, filenames: Sequence[str], *, what: str, fetch_hint: str
-) -> Path:
-    """The first of ``filenames`` the cache holds, else the first the hub has.
-
-    For weights published under several names: a cached copy under any name
-    is used before any network request, then the names are tried in order of
-    preference.
-    """
-    for filename in filenames:
-        cached = cached_path(repo_id, filename)
-        if cached is not None:
-            return cached
-    *preferred, last = filenames
-    for filename in preferred:
-        try:
-            return hub_download(repo_id, filename, what=what, fetch_hint=fetch_hint)
-        except MissingHubFile:
-            continue
-    return hub_download(repo_id, last, what=what, fetch_hint=fetch_hint)
 
 
 def is_cached(repo_id: str, filename: str) -> bool:

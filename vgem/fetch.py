@@ -151,9 +151,11 @@ def check_backbones(
                 )
             )
         for hub_file in hub_files:
-            cached = [name for name in hub_file.candidates if is_cached(hub_file.repo_id, name)]
-            present = bool(cached)
-            shown = cached[0] if cached else hub_file.filename
+            cached = next(
+                (name for name in hub_file.candidates if is_cached(hub_file.repo_id, name)), None
+            )
+            present = cached is not None
+            shown = cached or hub_file.filename
             note = ""
             if hub_file.gated and not present:
                 note = (
