@@ -181,7 +181,7 @@ def worker_plain(job: dict) -> dict:
 
     def plain():
         with torch.inference_mode():
-            return plain_gem_forward(adapter, clip, grounder.gem_config, target)
+            return plain_gem_forward(adapter, clip, grounder.settings, target)
 
     runs = {
         "plain": plain,

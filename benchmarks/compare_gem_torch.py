@@ -17,8 +17,9 @@ import torch
 import torch.nn.functional as F
 
 from vgem.backbones.openclip import load_openclip
-from vgem.gem import GemConfig, gem_forward, similarity_maps
+from vgem.gem import gem_forward, similarity_maps
 from vgem.heatmaps import heatmaps_and_points
+from vgem.settings import Settings
 
 TOLERANCE = 1e-4
 
@@ -31,7 +32,9 @@ def main(reference_dir: Path) -> int:
     image = torch.from_numpy(reference["image"]).unsqueeze(1)
     prompts = [str(p) for p in reference["prompts"]]
     with torch.inference_mode():
-        gem_pass = gem_forward(adapter, image, GemConfig(depth=7, removal_layers=0), 0)
+        gem_pass = gem_forward(
+            adapter, image, Settings(depth=7, weighting="static", video_attention="joint"), 0
+        )
         text = F.normalize(adapter.encode_text(prompts), dim=-1)
         weights = torch.ones(1, len(prompts), gem_pass.terms.shape[0])
         maps = similarity_maps(adapter, gem_pass, weights, text)

@@ -11,7 +11,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from vgem.gem import GemConfig, GemPass
+from vgem.gem import GemPass
+from vgem.settings import Settings
 
 
 def _attention(query, key, value, scale):
@@ -49,7 +50,7 @@ def _gem_attention(q, k, v, inverse_temperature, config, layout, original):
     return output
 
 
-def plain_gem_forward(adapter, clip: torch.Tensor, config: GemConfig, target_frame: int) -> GemPass:
+def plain_gem_forward(adapter, clip: torch.Tensor, config: Settings, target_frame: int) -> GemPass:
     """``clip``: one clip ``[1, T, 3, S, S]``."""
     layout = adapter.token_layout()
     rows = torch.tensor(layout.patch_token_indices(target_frame))

@@ -1,8 +1,8 @@
-"""A deliberately naive re-computation of ../METHOD.md, for tests only.
+"""A deliberately naive re-computation of docs/method.md, for tests only.
 
 Written straight from the formulas: explicit loops over heads and chunks,
 materialized attention matrices, softmax by hand, weights built from the
-literal lists in METHOD.md. It shares no code with vgem.gem or
+literal lists in docs/method.md. It shares no code with vgem.gem or
 vgem.weighting, so agreement means the fast path computes the method.
 """
 

@@ -1,4 +1,4 @@
-"""Aggregators combine verb, object and action locations (METHOD.md §5)."""
+"""Aggregators combine verb, object and action locations (docs/method.md §5)."""
 
 from __future__ import annotations
 

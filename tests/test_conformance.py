@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import re
 from collections.abc import Sequence
 
 import pytest
@@ -282,26 +283,44 @@ def test_unknown_check_names_are_refused(openclip_native):
         check_adapter(openclip_native, skip=["shape"])
 
 
-def test_the_kit_runs_without_pytest(tmp_path, plugin_site):
-    """``python -m vgem.testing NAME`` prints the report and exits 0 on a good adapter."""
-    from vgem import testing
+KIT_BACKBONE = """
+    from vgem.backbones.base import BackboneSpec
+
+    def _load(variant, weights):
+        import torch
+
+        from tests.backbones.viclip_fixtures import random_model
+        from vgem.backbones.viclip.adapter import ViCLIPAdapter
+        from vgem.checkpoints import read_checkpoint
+
+        if weights is not None:
+            {read_weights}
+        return ViCLIPAdapter(random_model(), "random")
+
+    SPEC = BackboneSpec(summary="tiny ViCLIP (tests)", load=_load)
+"""
+
+
+@pytest.mark.parametrize(
+    ("read_weights", "exit_code"),
+    [
+        ("read_checkpoint(weights)", 0),  # vgem's safe reader refuses code
+        ("torch.load(weights, weights_only=False)", 1),  # would run code: a finding
+    ],
+)
+def test_the_kit_runs_without_pytest(plugin_site, capsys, read_weights, exit_code):
+    """``python -m vgem.testing NAME`` runs every check, the spec's loader included."""
+    from vgem.testing.__main__ import main
 
     plugin_site.install(
-        "vgem-tiny-test",
+        f"vgem-tiny-test-{exit_code}",
         {"vgem.backbones": {"tiny-viclip": "vgem_tiny_test_backbone:SPEC"}},
-        {
-            "vgem_tiny_test_backbone": """
-                from vgem.backbones.base import BackboneSpec
-
-                def _load(variant, weights):
-                    from tests.backbones.viclip_fixtures import random_model
-                    from vgem.backbones.viclip.adapter import ViCLIPAdapter
-
-                    return ViCLIPAdapter(random_model(), "random")
-
-                SPEC = BackboneSpec(summary="tiny ViCLIP (tests)", load=_load)
-            """
-        },
+        {"vgem_tiny_test_backbone": KIT_BACKBONE.replace("{read_weights}", read_weights)},
     )
-    assert testing.main(["tiny-viclip"]) == 0
-    assert testing.main(["no-such-backbone"]) == 2
+    assert main(["tiny-viclip"]) == exit_code
+    printed = capsys.readouterr().out
+    if exit_code == 0:
+        assert re.search(r"loader\s+passed", printed)
+    else:
+        assert "loader:" in printed
+    assert main(["no-such-backbone"]) == 2

@@ -109,12 +109,12 @@ def _one_error_line(completed: Any, *fragments: str) -> str:
     return lines[0]
 
 
-# ------------------------------------------------------------- the command, in a subprocess
+# ------------------------------------------------------------------------------ the command
 
 
 @pytest.fixture
-def vgem_fetch(tmp_path):
-    """``vgem fetch ARGS`` in a fresh process with its own caches, offline by default."""
+def vgem_fetch_process(tmp_path):
+    """``vgem fetch ARGS`` in a fresh process with its own caches, offline."""
     environment = {
         key: value
         for key, value in os.environ.items()
@@ -126,16 +126,10 @@ def vgem_fetch(tmp_path):
         HF_HUB_OFFLINE="1",
         VGEM_CACHE=str(tmp_path / "vgem-cache"),
         STANZA_RESOURCES_DIR=str(tmp_path / "stanza-default"),
-        NO_PROXY="127.0.0.1",
         COLUMNS="250",
     )
 
-    def run(*arguments: str, **overrides: str | None) -> subprocess.CompletedProcess:
-        for key, value in overrides.items():
-            if value is None:
-                environment.pop(key, None)
-            else:
-                environment[key] = value
+    def run(*arguments: str) -> subprocess.CompletedProcess:
         return subprocess.run(
             [sys.executable, "-m", "vgem.cli", "fetch", *arguments],
             capture_output=True,
@@ -149,8 +143,36 @@ def vgem_fetch(tmp_path):
     return run
 
 
-def test_check_with_empty_caches_lists_what_is_missing_and_exits_2(vgem_fetch):
-    completed = vgem_fetch("--check")
+@pytest.fixture
+def hub_cache(tmp_path, monkeypatch):
+    """An empty hub cache of this test's own; huggingface_hub read its env at import."""
+    from huggingface_hub import constants
+
+    cache = tmp_path / "hf-home" / "hub"
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(cache))
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    return cache
+
+
+@pytest.fixture
+def vgem_fetch(hub_cache, tmp_path, monkeypatch):
+    """``vgem fetch ARGS`` in this process, with the caches of ``vgem_fetch_process``, offline."""
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setenv("VGEM_CACHE", str(tmp_path / "vgem-cache"))
+    monkeypatch.chdir(tmp_path)
+
+    def run(*arguments: str):
+        from vgem.cli import app
+
+        return CliRunner().invoke(app, ["fetch", *arguments], env={"COLUMNS": "250"})
+
+    return run
+
+
+def test_check_with_empty_caches_lists_what_is_missing_and_exits_2(vgem_fetch_process):
+    completed = vgem_fetch_process("--check")
     assert completed.returncode == 2, completed.stderr
     table = completed.stdout
     assert "viclip-b16" in table
@@ -160,51 +182,69 @@ def test_check_with_empty_caches_lists_what_is_missing_and_exits_2(vgem_fetch):
     _one_error_line(completed, "missing", "vgem fetch")
 
 
-def test_check_with_everything_present_exits_0(vgem_fetch, tmp_path):
-    build_hub_cache(tmp_path / "hf-home" / "hub", *VICLIP_B16_FILE)
+def test_check_with_everything_present_exits_0(vgem_fetch, hub_cache, tmp_path):
+    build_hub_cache(hub_cache, *VICLIP_B16_FILE)
     build_stanza_dir(tmp_path / "vgem-cache" / "stanza")
-    completed = vgem_fetch("--check")
-    assert completed.returncode == 0, completed.stderr
-    assert completed.stderr == ""
-    rows = [line for line in completed.stdout.splitlines() if line.startswith("│")]
+    result = vgem_fetch("--check")
+    assert result.exit_code == 0, result.output
+    assert result.stderr == ""
+    rows = [line for line in result.stdout.splitlines() if line.startswith("│")]
     assert len(rows) == 1 + 1 + len(EXPECTED_STANZA_FILES)  # weights, index, models
     assert all("present" in row and "missing" not in row for row in rows)
     for relative in EXPECTED_STANZA_FILES:
-        assert relative in completed.stdout
+        assert relative in result.stdout
 
 
-def test_check_covers_only_what_is_asked_for(vgem_fetch, tmp_path):
-    build_hub_cache(tmp_path / "hf-home" / "hub", *VICLIP_B16_FILE)
-    completed = vgem_fetch("--check", "--backbone", "viclip-b16")  # stanza's models absent
-    assert completed.returncode == 0, completed.stderr
-    assert "stanza" not in completed.stdout
+def test_check_covers_only_what_is_asked_for(vgem_fetch, hub_cache):
+    build_hub_cache(hub_cache, *VICLIP_B16_FILE)
+    result = vgem_fetch("--check", "--backbone", "viclip-b16")  # stanza's models absent
+    assert result.exit_code == 0, result.output
+    assert "stanza" not in result.stdout
 
 
 def test_cache_dir_says_where_stanza_models_go_and_how_ground_finds_them(vgem_fetch, tmp_path):
-    completed = vgem_fetch("--check", "--nlp", "--cache-dir", str(tmp_path / "elsewhere"))
-    assert completed.returncode == 2
-    assert f"stanza models: {tmp_path / 'elsewhere' / 'stanza'}" in completed.stdout
-    assert f"export VGEM_CACHE={tmp_path / 'elsewhere'}" in completed.stderr
+    result = vgem_fetch("--check", "--nlp", "--cache-dir", str(tmp_path / "elsewhere"))
+    assert result.exit_code == 2
+    assert f"stanza models: {tmp_path / 'elsewhere' / 'stanza'}" in result.stdout
+    assert f"export VGEM_CACHE={tmp_path / 'elsewhere'}" in result.stderr
+    assert os.environ["VGEM_CACHE"] == str(tmp_path / "vgem-cache")  # left alone
 
 
 def test_fetch_with_hub_offline_refuses_in_one_line(vgem_fetch):
-    completed = vgem_fetch()
-    assert completed.returncode == 2
-    assert completed.stdout == ""
-    _one_error_line(completed, "HF_HUB_OFFLINE is set: unset it to download")
+    result = vgem_fetch()
+    assert result.exit_code == 2
+    assert result.stdout == ""
+    _one_error_line(result, "HF_HUB_OFFLINE is set: unset it to download", "--check")
 
 
 @pytest.mark.parametrize("mode", [(), ("--check",)])
 def test_unknown_backbone_is_one_line(vgem_fetch, mode):
-    completed = vgem_fetch(*mode, "--backbone", "nonsense")
-    assert completed.returncode == 2
-    _one_error_line(completed, "Unknown backbone 'nonsense'", "viclip-b16")
+    result = vgem_fetch(*mode, "--backbone", "nonsense")
+    assert result.exit_code == 2
+    _one_error_line(result, "Unknown backbone 'nonsense'", "viclip-b16")
 
 
-def test_unreachable_stanza_server_is_one_line(vgem_fetch, tmp_path):
-    completed = vgem_fetch("--nlp", HF_HUB_OFFLINE=None, STANZA_RESOURCES_URL=CLOSED_PORT_URL)
-    assert completed.returncode == 2
-    _one_error_line(completed, "stanza's English models could not be downloaded", "network")
+def test_unreachable_stanza_server_is_one_line(vgem_fetch, monkeypatch):
+    """stanza's own download, from a server that refuses connections."""
+    import functools
+
+    import stanza
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(
+        stanza, "download", functools.partial(stanza.download, resources_url=CLOSED_PORT_URL)
+    )
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+    result = vgem_fetch("--nlp")
+    assert result.exit_code == 2
+    _one_error_line(result, "stanza's English models could not be downloaded", "network")
+
+
+def test_a_backbone_without_a_hub_release_names_the_flag(vgem_fetch, test_backbones):
+    result = vgem_fetch("--check", "--backbone", "local-only")
+    assert result.exit_code == 0, result.output
+    assert "--weights" in result.stdout
 
 
 # --------------------------------------------------------------------------- what is needed
@@ -271,17 +311,6 @@ def test_stanza_not_installed_is_a_missing_package(monkeypatch, tmp_path):
     assert "vgem[nlp]" in row.note
 
 
-@pytest.fixture
-def hub_cache(tmp_path, monkeypatch):
-    """An empty hub cache of this test's own; huggingface_hub read its env at import."""
-    from huggingface_hub import constants
-
-    cache = tmp_path / "hub"
-    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(cache))
-    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
-    return cache
-
-
 TEST_BACKBONES = """
     from vgem.backbones.base import BackboneSpec, HubFile
 
@@ -324,7 +353,7 @@ def test_a_backbone_without_hub_files_needs_nothing(hub_cache, test_backbones):
     (row,) = fetch.check(fetch.make_plan(["local-only"]))
     assert row.state == "nothing to fetch"
     assert not row.missing
-    assert "--weights PATH" in row.note
+    assert "`weights`" in row.note and row.settings == ("weights",)
 
 
 def test_cached_weights_are_found_without_network(hub_cache):
@@ -362,7 +391,7 @@ def fake_network(hub_cache, monkeypatch):
 def _invoke(*arguments: str):
     from vgem.cli import app
 
-    return CliRunner().invoke(app, ["fetch", *arguments])
+    return CliRunner().invoke(app, ["fetch", *arguments], env={"COLUMNS": "250"})
 
 
 def test_fetch_downloads_what_check_lists(fake_network, monkeypatch, tmp_path):

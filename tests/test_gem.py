@@ -1,4 +1,4 @@
-"""The GEM pathway and layer weighting against a naive re-computation of METHOD.md."""
+"""The GEM pathway and layer weighting against a naive re-computation of docs/method.md."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ import torch.nn.functional as F
 
 from tests.reference_gem import naive_similarity, naive_terms, naive_weights
 from vgem.backbones.base import run_block
-from vgem.gem import GemConfig, gem_forward, similarity_maps
+from vgem.gem import gem_forward, similarity_maps
+from vgem.settings import Settings
 from vgem.weighting import layer_weights, static_schedule
 
 
@@ -35,7 +36,7 @@ def test_plain_path_equals_encode_image(tiny_adapter):
             tokens = run_block(block, tokens)
         plain = native.head(tokens[:, 0])
         expected = native.module.encode_image(clip[:, 0])
-        gem_pass = gem_forward(native, clip, GemConfig(depth=3), 0)
+        gem_pass = gem_forward(native, clip, Settings(depth=3), 0)
     torch.testing.assert_close(plain, expected, atol=1e-5, rtol=0)
     torch.testing.assert_close(gem_pass.class_embedding, expected, atol=1e-5, rtol=0)
 
@@ -44,7 +45,7 @@ def test_plain_path_equals_encode_image(tiny_adapter):
 @pytest.mark.parametrize("temperature", [None, 3.0])
 def test_terms_match_naive_self_self_attention(tiny_adapter, iterations, temperature):
     clip = _clip(tiny_adapter)
-    config = GemConfig(depth=3, iterations=iterations, temperature=temperature)
+    config = Settings(depth=3, iterations=iterations, temperature=temperature)
     with torch.inference_mode():
         gem_pass = gem_forward(tiny_adapter, clip, config, 0)
         rows = tiny_adapter.token_layout().patch_token_indices(0)
@@ -60,7 +61,7 @@ def test_every_weighting_matches_the_formulas(tiny_adapter, mode):
     clip = _clip(tiny_adapter)
     text = _text(tiny_adapter)
     with torch.inference_mode():
-        gem_pass = gem_forward(tiny_adapter, clip, GemConfig(depth=depth), 0)
+        gem_pass = gem_forward(tiny_adapter, clip, Settings(depth=depth), 0)
         weights = layer_weights(
             mode,
             terms=depth + 1,
@@ -83,7 +84,7 @@ def test_dynamic_weights_differ_per_prompt_and_clip(tiny_adapter):
     clip = _clip(tiny_adapter, batch=3)
     text = _text(tiny_adapter, ("a dog", "a red car", "someone slicing bread"))
     with torch.inference_mode():
-        gem_pass = gem_forward(tiny_adapter, clip, GemConfig(depth=4), 0)
+        gem_pass = gem_forward(tiny_adapter, clip, Settings(depth=4), 0)
         weights = layer_weights(
             "dynamic", terms=5, removal_embeddings=gem_pass.removal_embeddings, text_embeddings=text
         )
@@ -99,7 +100,7 @@ def test_one_pass_serves_prompts_added_later(tiny_adapter):
     clip = _clip(tiny_adapter)
     first, second = _text(tiny_adapter, ("a cat",)), _text(tiny_adapter, ("a person riding",))
     with torch.inference_mode():
-        gem_pass = gem_forward(tiny_adapter, clip, GemConfig(depth=4), 0)
+        gem_pass = gem_forward(tiny_adapter, clip, Settings(depth=4), 0)
         both = torch.cat([first, second])
         weights = layer_weights(
             "combined",
@@ -127,12 +128,13 @@ def test_static_schedule_is_aligned_at_the_top_layer(count, expected):
 def test_depth_beyond_the_backbone_is_refused(tiny_adapter):
     from vgem.errors import SettingsError
 
-    with pytest.raises(SettingsError, match="--depth must be between 1 and 4"):
-        GemConfig(depth=5).validate(tiny_adapter)
+    with pytest.raises(SettingsError, match="`depth` must be between 1 and 4") as refusal:
+        Settings(depth=5).for_adapter(tiny_adapter)
+    assert refusal.value.settings == ("depth",)
 
 
 def test_released_attention_needs_a_video_backbone(tiny_adapter):
     from vgem.errors import SettingsError
 
     with pytest.raises(SettingsError, match="video backbone"):
-        GemConfig(depth=4, video_attention="released").validate(tiny_adapter)
+        Settings(depth=4, video_attention="released").for_adapter(tiny_adapter)

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-
 import pytest
+from typer.testing import CliRunner
 
 from vgem import plugins
+from vgem.cli import app
 from vgem.errors import PluginError
 
 BROKEN = {
@@ -68,18 +66,19 @@ def test_unknown_names_list_what_is_installed():
 
 def test_vgem_plugins_command_shows_the_failure(plugin_site):
     _install_both(plugin_site)
-    environment = {**os.environ, "PYTHONPATH": str(plugin_site.root), "COLUMNS": "200"}
-    completed = subprocess.run(
-        [sys.executable, "-m", "vgem.cli", "plugins"],
-        capture_output=True,
-        text=True,
-        env=environment,
-        check=False,
-    )
-    assert completed.returncode == 0, completed.stderr
-    lines = completed.stdout.splitlines()
+    result = CliRunner().invoke(app, ["plugins"], env={"COLUMNS": "250"})
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
     broken_line = next(line for line in lines if " broken " in line)
     assert "vgem-broken 1.2.3" in broken_line and "failed" in broken_line
     middle_line = next(line for line in lines if " middle " in line)
     assert "vgem-middle 1.2.3" in middle_line and "ok" in middle_line
     assert any("clip-b16" in line and "ok" in line for line in lines)
+
+
+def test_vgem_plugins_shows_each_backbone_summary():
+    summary = plugins.load("vgem.backbones", "clip-b16").summary
+    result = CliRunner().invoke(app, ["plugins"], env={"COLUMNS": "250"})
+    assert result.exit_code == 0, result.output
+    clip_line = next(line for line in result.stdout.splitlines() if " clip-b16 " in line)
+    assert summary and summary in clip_line

@@ -1,36 +1,25 @@
-"""vgem.render: colours, markers, labels and the annotated-video writer."""
+"""vgem.render: colours, markers, labels and timeline strips on frames."""
 
 from __future__ import annotations
 
-from fractions import Fraction
+import ast
+from pathlib import Path
 
-import imageio_ffmpeg
 import numpy as np
 import pytest
 
-from tests.synth import frame_index_from_pixels, synthetic_frame, write_frame_folder, write_video
-from vgem.errors import InputError, VgemError
+import vgem.render
 from vgem.render import (
-    AnnotatedVideoWriter,
     FrameOverlay,
+    TimelineStrip,
     apply_overlay,
     blend,
     colorize,
     draw_label,
     draw_point,
-    write_annotated_video,
 )
-from vgem.video import probe_video
 
 MAGENTA = (255, 0, 255)
-
-
-def _read_back(path) -> tuple[dict, list[np.ndarray]]:
-    reader = imageio_ffmpeg.read_frames(str(path))
-    metadata = next(reader)
-    width, height = metadata["size"]
-    frames = [np.frombuffer(data, np.uint8).reshape(height, width, 3) for data in reader]
-    return metadata, frames
 
 
 def _grey_frame(width: int = 40, height: int = 30) -> np.ndarray:
@@ -147,149 +136,37 @@ def test_apply_overlay_draws_heatmap_markers_in_turn_and_title():
     assert np.array_equal(frame, _grey_frame(80, 60))
 
 
-# --------------------------------------------------------------------------- writer
+def test_apply_overlay_draws_a_timeline_strip_along_the_bottom():
+    frame = _grey_frame(100, 60)
+    strip = TimelineStrip(spans=[(0.2, 0.4, 1)], cursor=1.0)
+
+    annotated = apply_overlay(frame, FrameOverlay(timeline=strip))
+
+    assert tuple(annotated[59, 30]) == MAGENTA  # span 20 %–40 % in colour 1
+    assert tuple(annotated[59, 10]) == (32, 32, 32)  # the bar darkens the frame
+    assert tuple(annotated[59, 99]) == (255, 255, 255)  # the cursor at the end
+    assert tuple(annotated[40, 30]) == (128, 128, 128)  # above the bar: untouched
 
 
-@pytest.mark.parametrize("size", [(64, 48), (101, 57)], ids=["even", "odd"])
-def test_writer_keeps_frame_count_size_and_fps(tmp_path, size):
-    out_path = tmp_path / "out.mp4"
-
-    with AnnotatedVideoWriter(out_path, size, fps=12.5) as writer:
-        for index in range(15):
-            writer.write(synthetic_frame(index, size))
-
-    metadata, frames = _read_back(out_path)
-    assert metadata["size"] == size
-    assert metadata["fps"] == pytest.approx(12.5)
-    assert [frame_index_from_pixels(frame) for frame in frames] == list(range(15))
-    assert sorted(path.name for path in tmp_path.iterdir()) == ["out.mp4"]
+# --------------------------------------------------------------------------- scope
 
 
-def test_writer_keeps_a_ntsc_rate_exactly(tmp_path):
-    out_path = tmp_path / "ntsc.mp4"
+def test_render_draws_only_and_imports_no_video_io():
+    module = ast.parse(Path(vgem.render.__file__).read_text(encoding="utf-8"))
+    imported = {
+        alias.name
+        for node in module.body  # module level: the compatibility alias imports lazily
+        if isinstance(node, ast.Import)
+        for alias in node.names
+    } | {node.module for node in module.body if isinstance(node, ast.ImportFrom)}
 
-    with AnnotatedVideoWriter(out_path, (32, 24), fps=30000 / 1001) as writer:
-        for index in range(30):
-            writer.write(synthetic_frame(index, (32, 24)))
-
-    info = probe_video(out_path)
-    assert Fraction(info.fps).limit_denominator(2000) == Fraction(30000, 1001)
-
-
-def test_writer_leaves_no_file_when_the_block_fails(tmp_path):
-    out_path = tmp_path / "out.mp4"
-
-    with pytest.raises(KeyError), AnnotatedVideoWriter(out_path, (32, 24), fps=10) as writer:
-        writer.write(synthetic_frame(1, (32, 24)))
-        raise KeyError("model crashed")
-
-    assert list(tmp_path.iterdir()) == []
+    video_io = ("vgem.video", "imageio", "imageio_ffmpeg", "subprocess")
+    assert imported and not {name for name in imported if name.startswith(video_io)}
+    assert "write_annotated_video" not in vgem.render.__all__
 
 
-def test_writer_keeps_an_existing_file_when_the_block_fails(tmp_path):
-    out_path = tmp_path / "out.mp4"
-    out_path.write_bytes(b"previous result")
+def test_the_old_writer_name_still_imports():
+    from vgem.render import AnnotatedVideoWriter
+    from vgem.video import VideoWriter
 
-    with pytest.raises(RuntimeError), AnnotatedVideoWriter(out_path, (32, 24), fps=10) as writer:
-        writer.write(synthetic_frame(1, (32, 24)))
-        raise RuntimeError("interrupted")
-
-    assert out_path.read_bytes() == b"previous result"
-    assert [path.name for path in tmp_path.iterdir()] == ["out.mp4"]
-
-
-def test_writer_replaces_an_existing_file_when_complete(tmp_path):
-    out_path = tmp_path / "out.mp4"
-    out_path.write_bytes(b"previous result")
-
-    with AnnotatedVideoWriter(out_path, (32, 24), fps=10) as writer:
-        writer.write(synthetic_frame(3, (32, 24)))
-
-    assert probe_video(out_path).frame_count == 1
-
-
-def test_writer_output_gets_ordinary_file_permissions(tmp_path):
-    ordinary = tmp_path / "ordinary.txt"
-    ordinary.write_text("made the usual way")
-
-    with AnnotatedVideoWriter(tmp_path / "out.mp4", (32, 24), fps=10) as writer:
-        writer.write(synthetic_frame(3, (32, 24)))
-
-    assert (tmp_path / "out.mp4").stat().st_mode == ordinary.stat().st_mode
-
-
-def test_writer_without_frames_is_an_error_and_leaves_nothing(tmp_path):
-    with (
-        pytest.raises(VgemError, match="no frames"),
-        AnnotatedVideoWriter(tmp_path / "out.mp4", (32, 24), fps=10),
-    ):
-        pass
-
-    assert list(tmp_path.iterdir()) == []
-
-
-def test_writer_into_a_missing_folder_is_an_input_error(tmp_path):
-    with pytest.raises(InputError, match="does not exist"):
-        AnnotatedVideoWriter(tmp_path / "nowhere" / "out.mp4", (32, 24), fps=10).__enter__()
-
-
-def test_writer_rejects_a_frame_of_the_wrong_size(tmp_path):
-    with (
-        pytest.raises(ValueError, match="32x24"),
-        AnnotatedVideoWriter(tmp_path / "out.mp4", (32, 24), fps=10) as writer,
-    ):
-        writer.write(synthetic_frame(1, (24, 32)))
-
-    assert list(tmp_path.iterdir()) == []
-
-
-# --------------------------------------------------------------------------- annotated video
-
-
-def test_write_annotated_video_keeps_the_source_and_draws_overlays(tmp_path):
-    source = probe_video(write_video(tmp_path / "source.mp4", 20, size=(64, 48), fps=8))
-    out_path = tmp_path / "annotated.mp4"
-    progress_calls = []
-    point = (15.0, 35.0, "hand")
-
-    def overlay_for_frame(index: int) -> FrameOverlay | None:
-        if index != 5:
-            return None
-        return FrameOverlay(heatmap=np.zeros((2, 2)), points=[point], title="frame 5")
-
-    write_annotated_video(source, out_path, overlay_for_frame, progress_calls.append)
-
-    written = probe_video(out_path)
-    _, frames = _read_back(out_path)
-    assert (written.frame_count, written.width, written.height) == (20, 64, 48)
-    assert written.fps == pytest.approx(8.0)
-    assert progress_calls == list(range(1, 21))
-    assert frame_index_from_pixels(frames[4]) == 4  # untouched frames survive
-    assert np.abs(frames[5][35, 15].astype(int) - 255).max() < 40  # the white marker
-    assert np.abs(frames[4][35, 15].astype(int) - (0, 0, 96)).max() < 40
-    assert sorted(path.name for path in tmp_path.iterdir()) == ["annotated.mp4", "source.mp4"]
-
-
-def test_write_annotated_video_leaves_nothing_when_an_overlay_fails(tmp_path):
-    source = probe_video(write_video(tmp_path / "source.mp4", 10, size=(32, 24)))
-
-    def failing_overlay(index: int) -> FrameOverlay | None:
-        if index == 6:
-            raise RuntimeError("heatmap missing")
-        return None
-
-    with pytest.raises(RuntimeError, match="heatmap missing"):
-        write_annotated_video(source, tmp_path / "out.mp4", failing_overlay)
-
-    assert [path.name for path in tmp_path.iterdir()] == ["source.mp4"]
-
-
-def test_write_annotated_video_from_an_odd_sized_frame_folder(tmp_path):
-    write_frame_folder(tmp_path / "frames", 6, size=(45, 31))
-    source = probe_video(tmp_path / "frames", source_fps=3.0)
-
-    write_annotated_video(source, tmp_path / "out.mp4", lambda index: None)
-
-    written = probe_video(tmp_path / "out.mp4")
-    assert (written.frame_count, written.width, written.height) == (6, 45, 31)
-    assert written.fps == pytest.approx(3.0)
+    assert AnnotatedVideoWriter is VideoWriter

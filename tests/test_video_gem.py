@@ -11,8 +11,9 @@ import torch.nn.functional as F
 from tests.backbones.viclip_fixtures import TINY, random_clip, random_model
 from tests.reference_gem import naive_similarity, naive_terms, naive_weights
 from vgem.backbones.viclip.adapter import ViCLIPAdapter
-from vgem.gem import GemConfig, gem_forward, similarity_maps
+from vgem.gem import gem_forward, similarity_maps
 from vgem.grounder import Grounder
+from vgem.settings import Settings
 from vgem.weighting import layer_weights
 
 DEPTH = 3
@@ -28,7 +29,7 @@ def adapter():
 def test_released_matches_a_naive_chunk_by_chunk_computation(adapter, iterations):
     clip = random_clip(CONFIG, batch=2)
     target = adapter.preprocessing.target_index
-    config = GemConfig(depth=DEPTH, iterations=iterations, video_attention="released")
+    config = Settings(depth=DEPTH, iterations=iterations, video_attention="released")
     rows = adapter.token_layout().patch_token_indices(target)
     with torch.inference_mode():
         gem_pass = gem_forward(adapter, clip, config, target)
@@ -43,7 +44,9 @@ def test_joint_matches_the_naive_computation_over_all_frames(adapter):
     target = adapter.preprocessing.target_index
     text = F.normalize(adapter.encode_text(["A photo of a person cut onion."]), dim=-1)
     with torch.inference_mode():
-        gem_pass = gem_forward(adapter, clip, GemConfig(depth=DEPTH), target)
+        gem_pass = gem_forward(
+            adapter, clip, Settings(depth=DEPTH, video_attention="joint"), target
+        )
         weights = layer_weights(
             "combined",
             terms=DEPTH + 1,
@@ -60,8 +63,8 @@ def test_joint_matches_the_naive_computation_over_all_frames(adapter):
 def test_joint_and_released_differ(adapter):
     clip = random_clip(CONFIG, batch=1)
     with torch.inference_mode():
-        joint = gem_forward(adapter, clip, GemConfig(depth=DEPTH), 4)
-        released = gem_forward(adapter, clip, GemConfig(depth=DEPTH, video_attention="released"), 4)
+        joint = gem_forward(adapter, clip, Settings(depth=DEPTH, video_attention="joint"), 4)
+        released = gem_forward(adapter, clip, Settings(depth=DEPTH, video_attention="released"), 4)
     torch.testing.assert_close(joint.terms[0], released.terms[0])  # x^{L-K} is shared
     assert (joint.terms[1:] - released.terms[1:]).abs().max() > 1e-3
     torch.testing.assert_close(joint.class_embedding, released.class_embedding)
@@ -82,6 +85,6 @@ def test_heatmaps_are_read_from_the_target_frame(adapter):
 
 def test_video_backbones_default_to_released(adapter):
     grounder = Grounder(adapter=adapter, depth=DEPTH, extractor="label")
-    assert grounder.gem_config.video_attention == "released"
+    assert grounder.settings.video_attention == "released"
     joint = Grounder(adapter=adapter, depth=DEPTH, extractor="label", video_attention="joint")
-    assert joint.gem_config.video_attention == "joint"
+    assert joint.settings.video_attention == "joint"

@@ -1,4 +1,4 @@
-"""Combining the verb, object and action locations into one point (../METHOD.md §5).
+"""Combining the verb, object and action locations into one point (docs/method.md §5).
 
 Aggregators are plugins (``vgem.aggregators``): a class built with no
 arguments, called with the three normalized heatmaps ``[3, S, S]`` (verb,

@@ -1,21 +1,33 @@
-"""The annotated video of a grounding result.
+"""The annotated video of a grounding result: decode → draw → encode.
 
-Glue between results and vgem.render: every source frame shows the heatmap of
-the nearest grounded time, each query's point and its text. Heatmaps are
-rebuilt from the small raw maps in the result, one grounded time at a time,
-so memory does not grow with the video's length.
+The one module that runs the ``--video-out`` pipeline: source frames come
+from :mod:`vgem.video` (decode), overlays are drawn by :mod:`vgem.render`,
+and :class:`vgem.video.encode.VideoWriter` writes the MP4 atomically. Every
+source frame shows the heatmap of the nearest grounded time, each query's
+point and its text. Heatmaps are rebuilt from the small raw maps in the
+result, one grounded time at a time, so memory does not grow with the
+video's length.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from vgem.prompts import PROMPT_ROLES
-from vgem.render import FrameOverlay, TimelineStrip
+from vgem.render import FrameOverlay, TimelineStrip, apply_overlay
 from vgem.results import GroundingResult
+
+if TYPE_CHECKING:
+    from vgem.temporal.segments import Timeline
+    from vgem.video import VideoInfo
+
+__all__ = ["annotate_frames", "display_heatmap", "overlay_source", "write_annotated_video"]
 
 ROLE_DISPLAY_WEIGHTS = {"decomposed": (1.0, 1.0, 3.0)}
 
@@ -56,7 +68,7 @@ def overlay_source(result: GroundingResult) -> Callable[[int], FrameOverlay | No
     times = np.asarray(result.times, dtype=np.float64)
     prompts_mode = str(result.settings.get("prompts", "decomposed"))
     timeline = result.timeline
-    strip_spans = _strip_spans(result) if timeline is not None else []
+    strip_spans = _strip_spans(timeline, info.duration) if timeline is not None else []
     cached: dict[int, np.ndarray | None] = {}
 
     def overlay(frame_index: int) -> FrameOverlay | None:
@@ -70,7 +82,7 @@ def overlay_source(result: GroundingResult) -> Callable[[int], FrameOverlay | No
         if timeline is not None:
             label = timeline.labels[nearest]
             shown = [] if label is None else [label]
-            title = f"{title}  {result.queries[label].query if shown else 'no action'}"
+            title = f"{title}  {'no action' if label is None else result.queries[label].query}"
             strip = TimelineStrip(strip_spans, cursor=time / max(info.duration, 1e-9))
         if nearest not in cached:
             cached.clear()
@@ -85,11 +97,11 @@ def overlay_source(result: GroundingResult) -> Callable[[int], FrameOverlay | No
     return overlay
 
 
-def _strip_spans(result: GroundingResult) -> list[tuple[float, float, int]]:
-    duration = max(result.video.duration, 1e-9)
+def _strip_spans(timeline: Timeline, duration: float) -> list[tuple[float, float, int]]:
+    duration = max(duration, 1e-9)
     return [
         (segment.start / duration, segment.end / duration, segment.query_index + 1)
-        for segment in result.timeline.segments
+        for segment in timeline.segments
     ]
 
 
@@ -98,9 +110,38 @@ def write_annotated_video(
     out_path: str | Path,
     progress: Callable[[int, int], None] | None = None,
 ) -> None:
-    """Every source frame at source size and rate, annotated; written atomically."""
-    from vgem import render
+    """Every source frame at source size and rate, annotated; written atomically.
 
+    ``progress(written, total)`` follows the frames written.
+    """
     total = result.video.frame_count
     report = (lambda written: progress(written, total)) if progress else None
-    render.write_annotated_video(result.video, out_path, overlay_source(result), report)
+    annotate_frames(result.video, out_path, overlay_source(result), report)
+
+
+def annotate_frames(
+    info: VideoInfo,
+    out_path: str | os.PathLike[str],
+    overlay_for_frame: Callable[[int], FrameOverlay | None],
+    progress: Callable[[int], None] | None = None,
+    *,
+    alpha: float = 0.5,
+) -> None:
+    """Re-encode the whole source with overlays, keeping its frame count, size and fps.
+
+    Every source frame is decoded at full size, streaming, and written whether
+    or not it has an overlay (``overlay_for_frame(index)`` may return None).
+    ``progress`` is called with the number of frames written so far. The file
+    appears at ``out_path`` only when complete; on any error nothing is left.
+    """
+    from vgem.video import VideoWriter, iter_full_frames
+
+    with (
+        VideoWriter(out_path, (info.width, info.height), info.fps) as writer,
+        contextlib.closing(iter_full_frames(info)) as source_frames,
+    ):
+        for frame_index, frame in source_frames:
+            overlay = overlay_for_frame(frame_index)
+            writer.write(frame if overlay is None else apply_overlay(frame, overlay, alpha))
+            if progress is not None:
+                progress(writer.frames_written)

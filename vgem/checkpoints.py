@@ -41,7 +41,8 @@ def local_checkpoint(path: str | Path) -> Path:
         raise WeightsError(f"Weights file not found: {checkpoint_path}")
     if checkpoint_path.is_dir():
         raise WeightsError(
-            f"--weights {checkpoint_path} is a directory: pass the checkpoint file itself."
+            f"`weights` {checkpoint_path} is a directory: give the checkpoint file itself.",
+            settings=["weights"],
         )
     if checkpoint_path.stat().st_size == 0:
         raise WeightsError(f"The weights file {checkpoint_path} is empty.")
@@ -273,9 +274,15 @@ def hub_download_first(
     return _fetch_from_hub(repo_id, last, what=what, fetch_hint=fetch_hint)
 
 
+def _hinted(message: str, fetch_hint: str) -> WeightsError:
+    """A hub error whose hint may name the `weights` setting (see vgem.errors)."""
+    return WeightsError(message, settings=["weights"] if "`weights`" in fetch_hint else [])
+
+
 def _not_cached(what: str, reason: str, fetch_hint: str) -> WeightsError:
-    return WeightsError(
-        f"{what} weights are not in the Hugging Face cache and {reason}: {fetch_hint}."
+    return _hinted(
+        f"{what} weights are not in the Hugging Face cache and {reason}: {fetch_hint}.",
+        fetch_hint,
     )
 
 
@@ -299,13 +306,15 @@ def _fetch_from_hub(repo_id: str, filename: str, *, what: str, fetch_hint: str) 
         reason = "HF_HUB_OFFLINE is set" if hub_offline() else "the hub cannot be reached"
         raise _not_cached(what, reason, fetch_hint) from error
     except GatedRepoError as error:
-        raise WeightsError(
+        raise _hinted(
             f"The hub repository {repo_id} is gated: accept its terms at "
-            f"https://huggingface.co/{repo_id} and log in (`hf auth login`), or {fetch_hint}."
+            f"https://huggingface.co/{repo_id} and log in (`hf auth login`), or {fetch_hint}.",
+            fetch_hint,
         ) from error
     except RepositoryNotFoundError as error:
-        raise WeightsError(
-            f"The hub repository {repo_id} does not exist or is private; {fetch_hint}."
+        raise _hinted(
+            f"The hub repository {repo_id} does not exist or is private; {fetch_hint}.",
+            fetch_hint,
         ) from error
     except EntryNotFoundError as error:
         raise MissingHubFile(f"The hub repository {repo_id} has no file {filename}.") from error

@@ -47,6 +47,8 @@ class Requirement:
 
     ``location`` is relative to its store (the Hugging Face cache or the
     stanza model folder, see :class:`Plan`), which keeps the table readable.
+    ``settings``: the setting names ``note`` mentions (as in
+    :attr:`vgem.errors.VgemError.settings`).
     """
 
     item: str
@@ -54,6 +56,7 @@ class Requirement:
     location: str
     state: State
     note: str = ""
+    settings: tuple[str, ...] = ()
 
     @property
     def missing(self) -> bool:
@@ -77,13 +80,16 @@ class Plan:
         return [(name, hub_file) for name, files in self.backbones for hub_file in files]
 
 
-def make_plan(backbones: Sequence[str] = (), nlp: bool = False) -> Plan:
+def make_plan(
+    backbones: Sequence[str] = (), nlp: bool = False, *, cache_dir: str | Path | None = None
+) -> Plan:
     """The plan for the named backbones and/or stanza's models.
 
     Asking for neither means the default configuration of ``vgem ground``:
     the default backbone and stanza's models, which its default ``auto``
     extractor uses for sentences. Unknown backbones fail here, before anything
-    is downloaded.
+    is downloaded. ``cache_dir``: vgem's model cache, whose ``stanza``
+    folder receives stanza's models (default: see :func:`stanza_model_dir`).
     """
     from vgem.backbones import DEFAULT_BACKBONE, backbone_spec
 
@@ -93,18 +99,19 @@ def make_plan(backbones: Sequence[str] = (), nlp: bool = False) -> Plan:
     for name in dict.fromkeys(backbones):
         spec, variant = backbone_spec(name)
         resolved.append((name, tuple(spec.hub_files(variant))))
-    return Plan(tuple(resolved), nlp, stanza_model_dir() if nlp else None)
+    return Plan(tuple(resolved), nlp, stanza_model_dir(cache_dir) if nlp else None)
 
 
-def stanza_model_dir() -> Path | None:
-    """Where the stanza extractor will look: VGEM_CACHE's, else stanza's default folder.
+def stanza_model_dir(cache_dir: str | Path | None = None) -> Path | None:
+    """Where the stanza extractor will look: ``cache_dir``'s (else VGEM_CACHE's)
+    ``stanza`` folder, else stanza's default folder.
 
-    None when VGEM_CACHE is unset and stanza is not installed, since only
+    None when neither names a cache and stanza is not installed, since only
     stanza knows its default folder.
     """
     from vgem.extractors.stanza import resolve_model_dir
 
-    chosen = resolve_model_dir()
+    chosen = resolve_model_dir(cache_dir=cache_dir)
     if chosen is not None:
         return chosen
     try:
@@ -147,7 +154,8 @@ def check_backbones(
                     BACKBONE_KIND,
                     "-",
                     "nothing to fetch",
-                    "no hub release: pass --weights PATH to `vgem ground`",
+                    "no hub release: ground it with `weights` set to a local file",
+                    settings=("weights",),
                 )
             )
         for hub_file in hub_files:
@@ -284,7 +292,8 @@ def download(plan: Plan, *, verbose: bool = False, report: Report = lambda line:
         if missing:
             raise WeightsError(
                 f"HF_HUB_OFFLINE is set: unset it to download ({_count(missing)} missing; "
-                "`vgem fetch --check` lists them)."
+                "`check` lists them).",
+                settings=["check"],
             )
         return
     if plan.nlp and (plan.stanza_dir is None or not stanza_installed()):

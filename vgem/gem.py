@@ -1,4 +1,4 @@
-"""The GEM pathway: self-self attention run beside a backbone (../METHOD.md §2, §6a).
+"""The GEM pathway: self-self attention run beside a backbone (docs/method.md §2, §6a).
 
 Backbone-agnostic: everything comes through a :class:`BackboneAdapter`. One
 call of :func:`gem_forward` is the only visual pass a batch of clips gets; it
@@ -18,40 +18,13 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
 from vgem.backbones.base import BackboneAdapter, Block, TokenLayout, run_block
-from vgem.errors import SettingsError
 
 if TYPE_CHECKING:
     import torch
 
+    from vgem.settings import Settings
+
 VideoAttention = Literal["joint", "released"]
-
-
-@dataclass(frozen=True)
-class GemConfig:
-    """The constants of §2 and §6a; defaults are the authors'."""
-
-    depth: int = 7
-    iterations: int = 1
-    temperature: float | None = None
-    video_attention: VideoAttention = "joint"
-    outside_weight: float = 3.0
-    removal_layers: int = 3
-
-    def validate(self, adapter: BackboneAdapter) -> None:
-        layers = len(adapter.blocks)
-        if not 1 <= self.depth <= layers:
-            raise SettingsError(f"--depth must be between 1 and {layers} for {adapter.name}.")
-        if self.iterations < 0:
-            raise SettingsError("--iterations must be 0 or more.")
-        if self.temperature is not None and self.temperature <= 0:
-            raise SettingsError("--temperature must be positive (or omitted for adaptive).")
-        if not 0 <= self.removal_layers <= self.depth:
-            raise SettingsError("--dynamic-layers must lie between 0 and --depth.")
-        if self.video_attention == "released" and adapter.token_layout().frames < 2:
-            raise SettingsError(
-                f"--video-attention released needs a video backbone; {adapter.name} sees one "
-                "frame per clip."
-            )
 
 
 @dataclass
@@ -206,7 +179,7 @@ def _outside_chunk_attention(patches, inverse_temperature, iterations, chunks, p
 def _dual_block(
     block: Block,
     tokens: torch.Tensor,
-    config: GemConfig,
+    settings: Settings,
     layout: TokenLayout,
     rows: torch.Tensor,
     prefix_only: bool = False,
@@ -237,34 +210,40 @@ def _dual_block(
     output = tokens[:, :kept] + block.layer_scale_1(block.out_proj(attended))
     output = output + block.layer_scale_2(block.mlp(block.ln_2(output)))
 
-    if config.temperature is None:
+    if settings.temperature is None:
         inverse_temperature = adaptive_inverse_temperature(normed, head_dim)
     else:
-        inverse_temperature = normed.new_full((batch,), config.temperature)
-    if config.video_attention == "released":
+        inverse_temperature = normed.new_full((batch,), settings.temperature)
+    if settings.video_attention == "released":
         self_self = released_self_self_attention(
-            qkv, inverse_temperature, config.iterations, layout, rows, config.outside_weight
+            qkv, inverse_temperature, settings.iterations, layout, rows, settings.outside_weight
         )
     else:
-        self_self = self_self_attention(qkv, inverse_temperature, config.iterations, rows)
+        self_self = self_self_attention(qkv, inverse_temperature, settings.iterations, rows)
     merged = self_self.transpose(1, 2).reshape(batch, len(rows), width)
     return output, block.layer_scale_1(block.out_proj(merged))
 
 
 def gem_forward(
-    adapter: BackboneAdapter, clips: torch.Tensor, config: GemConfig, target_frame: int
+    adapter: BackboneAdapter, clips: torch.Tensor, settings: Settings, target_frame: int
 ) -> GemPass:
     """The one visual pass: original path through all blocks, GEM beside the last K.
 
     ``clips``: normalized pixels ``[B, T, 3, S, S]``; ``target_frame``: the
-    clip frame whose patches the heatmaps are read from.
+    clip frame whose patches the heatmaps are read from. ``settings`` are
+    checked against the adapter (and their "auto" choices made) unless they
+    already were (:meth:`vgem.settings.Settings.for_adapter`).
     """
     import torch
+
+    if settings.depth is None or settings.video_attention == "auto":
+        settings = settings.for_adapter(adapter)
+    depth = int(settings.depth or 0)
 
     layout = adapter.token_layout()
     target_tokens = torch.tensor(layout.patch_token_indices(target_frame), device=clips.device)
     blocks = adapter.blocks
-    first_gem_block = len(blocks) - config.depth
+    first_gem_block = len(blocks) - depth
     tokens = adapter.embed(clips)
     for block in blocks[:first_gem_block]:
         tokens = run_block(block, tokens)
@@ -273,13 +252,13 @@ def gem_forward(
     last = len(blocks) - 1
     for index, block in enumerate(blocks[first_gem_block:], start=first_gem_block):
         output, residual = _dual_block(
-            block, tokens, config, layout, target_tokens, prefix_only=index == last
+            block, tokens, settings, layout, target_tokens, prefix_only=index == last
         )
         terms.append(residual)
         class_increments.append(output[:, 0] - tokens[:, 0])
         tokens = output
     final_class = tokens[:, 0]
-    removal_count = config.removal_layers
+    removal_count = settings.removal_layers
     if removal_count:
         removed = final_class.unsqueeze(0) - torch.stack(class_increments[-removal_count:])
         removal_embeddings = adapter.head(removed)

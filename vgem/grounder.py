@@ -10,14 +10,14 @@ every prompt of every query is read off it.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
-from vgem.errors import InputError, PluginError, SettingsError
+from vgem.errors import InputError, SettingsError
 from vgem.prompts import PROMPT_ROLES, QueryPrompts, build_prompts
 from vgem.results import (
     CandidateScore,
@@ -83,8 +83,15 @@ class Grounder:
 
     ``backbone`` names a ``vgem.backbones`` plugin (``clip-b16``,
     ``openclip:ARCH@TAG``, …) loaded from ``weights`` or the hub cache;
-    ``adapter`` passes an already-built backbone instead. Keyword settings are
-    those of :class:`vgem.settings.Settings`.
+    ``adapter`` passes an already-built backbone instead. ``settings`` is a
+    :class:`vgem.settings.Settings`; keyword ``options`` (its field names,
+    e.g. ``depth=5``) change single settings on top of it. What the user left
+    unset takes the backbone plugin's declared defaults, then the method's.
+    ``nlp_dir`` is vgem's model cache (the folder ``vgem fetch`` fills), where
+    the stanza extractor finds its models; by default ``VGEM_CACHE``.
+
+    Plugins are built before the backbone, so an unknown extractor or
+    aggregator fails before a large model is loaded.
     """
 
     def __init__(
@@ -92,35 +99,33 @@ class Grounder:
         backbone: str | None = None,
         weights: str | None = None,
         *,
+        settings: Settings | None = None,
         adapter: BackboneAdapter | None = None,
-        **settings: Any,
+        nlp_dir: str | Path | None = None,
+        **options: Any,
     ) -> None:
         from vgem import plugins
-        from vgem.backbones import DEFAULT_BACKBONE, load_backbone
-        from vgem.gem import GemConfig
+        from vgem.backbones import DEFAULT_BACKBONE, backbone_spec
 
-        self.settings = Settings.from_options(**settings)
-        self.adapter = adapter or load_backbone(backbone or DEFAULT_BACKBONE, weights)
-        self.device = _resolve_device(self.settings.device)
+        chosen = settings if settings is not None else Settings()
+        if options:
+            Settings.from_options(**options)  # refuses names that are not settings
+            chosen = chosen.replace(**options)
+        defaults: Mapping[str, Any] = {}
+        if adapter is None:
+            spec, variant = backbone_spec(backbone or DEFAULT_BACKBONE)
+            defaults = spec.defaults
+        self.extractor = plugins.create("vgem.extractors", chosen.extractor, cache_dir=nlp_dir)
+        self.aggregator = plugins.create("vgem.aggregators", chosen.aggregator)
+        self.device = _resolve_device(chosen.device)
+        self._autocast = _autocast_factory(self.device, chosen.precision)
+        if adapter is None:
+            adapter = spec.load(variant, weights)
+        self.adapter = adapter
+        self.settings = chosen.for_adapter(self.adapter, defaults)
         self.adapter.to(self.device)
         self.adapter.module.eval()
-        video_attention = self.settings.video_attention
-        if video_attention == "auto":
-            video_attention = "released" if self.adapter.is_video else "joint"
-        needs_removal = self.settings.weighting in ("dynamic", "combined")
-        self.gem_config = GemConfig(
-            depth=self.settings.depth,
-            iterations=self.settings.iterations,
-            temperature=self.settings.temperature,
-            video_attention=video_attention,
-            outside_weight=self.settings.outside_weight,
-            removal_layers=self.settings.dynamic_layers if needs_removal else 0,
-        )
-        self.gem_config.validate(self.adapter)
-        self.extractor = _instantiate(plugins.load("vgem.extractors", self.settings.extractor))
-        self.aggregator = _instantiate(plugins.load("vgem.aggregators", self.settings.aggregator))
         self._text_cache: dict[str, torch.Tensor] = {}
-        self._autocast = _autocast_factory(self.device, self.settings.precision)
 
     @property
     def input_size(self) -> int:
@@ -131,7 +136,6 @@ class Grounder:
     def effective_settings(self) -> dict[str, Any]:
         """The settings with 'auto' choices resolved, as recorded in results."""
         recorded = self.settings.to_dict()
-        recorded["video_attention"] = self.gem_config.video_attention
         recorded["device"] = str(self.device)
         return recorded
 
@@ -256,7 +260,8 @@ class Grounder:
                     query=query.query,
                     prompts=_chosen_prompts(query, entries),
                     extractor=query.extraction.extractor,
-                    times=list(entries),
+                    # iter_clips yields every time (past_end="error"), so none is left None
+                    times=cast("list[GroundedTime]", list(entries)),
                     verb_candidates=list(query.verb_candidates),
                     object_candidates=list(query.object_candidates),
                     warnings=[*query.extraction.warnings, *self._truncation_warnings(query)],
@@ -279,7 +284,7 @@ class Grounder:
         from vgem import plugins
         from vgem.temporal.segments import localize
 
-        scorer = _instantiate(plugins.load("vgem.temporal", temporal.scorer))
+        scorer = plugins.create("vgem.temporal", temporal.scorer)
         embeddings = {"action": table.embeddings[table.action_rows]}
         extra = [scorer.prompts(query.extraction.action) for query in prompts]
         for role in sorted({role for roles in extra for role in roles}):
@@ -334,7 +339,7 @@ class Grounder:
 
         with torch.inference_mode(), self._autocast():
             return gem_forward(
-                self.adapter, pixels, self.gem_config, self.adapter.preprocessing.target_index
+                self.adapter, pixels, self.settings, self.adapter.preprocessing.target_index
             )
 
     def prompt_heatmaps(self, gem_pass: GemPass, text_embeddings: torch.Tensor):
@@ -352,8 +357,8 @@ class Grounder:
                 terms=gem_pass.terms.shape[0],
                 removal_embeddings=gem_pass.removal_embeddings,
                 text_embeddings=text_embeddings,
-                static_weights=self.settings.static_weights,
-                dynamic_layers=self.settings.dynamic_layers,
+                static_weights=self.settings.static_weights or (),
+                dynamic_layers=self.settings.removal_layers,
                 dynamic_temperature=self.settings.dynamic_temperature,
             )
             maps = similarity_maps(self.adapter, gem_pass, weights, text_embeddings).float()
@@ -371,10 +376,11 @@ class Grounder:
         """
         if isinstance(queries, str):
             queries = [queries]
+        # A list is either all QueryPrompts or all query strings.
         prompts = (
-            list(queries)
+            cast("list[QueryPrompts]", list(queries))
             if queries and isinstance(queries[0], QueryPrompts)
-            else self.prompts_for(list(queries))
+            else self.prompts_for(cast("list[str]", list(queries)))
         )
         return self._ground_prompts(pixels.to(self.device), prompts, self._prompt_table(prompts))
 
@@ -501,23 +507,15 @@ def _chosen_prompts(query: QueryPrompts, entries) -> dict[str, str]:
     return {"verb": verb, "object": obj, "action": query.action}
 
 
-def _instantiate(plugin: Any) -> Any:
-    """Entry points name a class (or factory) built with no arguments."""
-    try:
-        return plugin() if callable(plugin) and isinstance(plugin, type) else plugin
-    except TypeError as error:
-        raise PluginError(f"Plugin {plugin!r} cannot be built without arguments: {error}") from (
-            error
-        )
-
-
 def _resolve_device(choice: str):
     import torch
 
     if choice == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if choice == "cuda" and not torch.cuda.is_available():
-        raise SettingsError("--device cuda was asked for, but PyTorch sees no CUDA GPU.")
+        raise SettingsError(
+            "`device` cuda was asked for, but PyTorch sees no CUDA GPU.", settings=["device"]
+        )
     return torch.device(choice)
 
 
@@ -528,6 +526,8 @@ def _autocast_factory(device, precision: str):
     if precision == "fp32":
         return contextlib.nullcontext
     if precision == "fp16" and device.type != "cuda":
-        raise SettingsError("--precision fp16 needs a CUDA GPU; use bf16 on the CPU.")
+        raise SettingsError(
+            "`precision` fp16 needs a CUDA GPU; use bf16 on the CPU.", settings=["precision"]
+        )
     dtype = torch.bfloat16 if precision == "bf16" else torch.float16
     return lambda: torch.autocast(device_type=device.type, dtype=dtype)

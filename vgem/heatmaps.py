@@ -1,4 +1,4 @@
-"""From patch-grid similarity maps to heatmaps and points (../METHOD.md §4).
+"""From patch-grid similarity maps to heatmaps and points (docs/method.md §4).
 
 The order of operations follows the authors' code: bilinear upsampling to the
 model input (align_corners False), min-max normalization per map, then the

@@ -9,6 +9,8 @@ import is reported (``vgem plugins``) without breaking the others.
 from __future__ import annotations
 
 import difflib
+import inspect
+from collections.abc import Callable
 from dataclasses import dataclass
 from importlib.metadata import EntryPoint, entry_points
 from typing import Any
@@ -79,6 +81,79 @@ def load(group: str, name: str) -> Any:
         ) from error
     _loaded[key] = plugin
     return plugin
+
+
+def _fits_backbone(plugin: Any) -> bool:
+    from vgem.backbones.base import BackboneSpec
+
+    return isinstance(plugin, BackboneSpec)
+
+
+def _has(*methods: str) -> Callable[[Any], bool]:
+    return lambda plugin: all(callable(getattr(plugin, method, None)) for method in methods)
+
+
+#: Per group: whether a built plugin fits, and what it must look like (for the error).
+PROTOCOLS: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "vgem.backbones": (_fits_backbone, "a vgem.backbones.base.BackboneSpec"),
+    "vgem.extractors": (_has("extract"), "an object with extract(query) -> Extraction"),
+    "vgem.aggregators": (callable, "a callable (heatmaps, points) -> (x, y)"),
+    "vgem.datasets": (_has("read"), "an object with read(root)"),
+    "vgem.temporal": (_has("prompts", "score"), "an object with prompts() and score()"),
+}
+
+
+def create(group: str, name: str, **options: Any) -> Any:
+    """The plugin ``name`` of ``group``, built and checked against the group's protocol.
+
+    An entry point may name a class, built here with those of ``options`` its
+    constructor takes (so the NLP model folder reaches the extractors that
+    read one, and the others are built as before), or a ready object, used
+    as it is. Anything that does not fit the group, or fails while being
+    built, is a :class:`PluginError` naming the plugin and its package.
+    """
+    plugin = load(group, name)
+    kind = GROUPS.get(group, group)
+    if isinstance(plugin, type):
+        try:
+            plugin = plugin(**_accepted(plugin, options))
+        except Exception as error:  # the plugin's own code: name it, not vgem
+            raise PluginError(
+                f"The {kind} plugin '{name}' ({_package_of(group, name)}) failed to start: "
+                f"{type(error).__name__}: {error}"
+            ) from error
+    fits, shape = PROTOCOLS.get(group, (lambda plugin: True, ""))
+    if not fits(plugin):
+        raise PluginError(
+            f"The {kind} plugin '{name}' ({_package_of(group, name)}) is not {shape}; "
+            f"it is {type(plugin).__name__}."
+        )
+    return plugin
+
+
+def _accepted(factory: Callable[..., Any], options: dict[str, Any]) -> dict[str, Any]:
+    """The options ``factory`` takes by name (all of them if it takes ``**kwargs``)."""
+    try:
+        parameters = inspect.signature(factory).parameters.values()
+    except (TypeError, ValueError):
+        return {}
+    if any(parameter.kind is inspect.Parameter.VAR_KEYWORD for parameter in parameters):
+        return dict(options)
+    names = {
+        parameter.name
+        for parameter in parameters
+        if parameter.kind
+        in (inspect.Parameter.KEYWORD_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    }
+    return {key: value for key, value in options.items() if key in names}
+
+
+def _package_of(group: str, name: str) -> str:
+    entry_point = discover(group).get(name)
+    if entry_point is None:
+        return "?"
+    package, version = _provider(entry_point)
+    return f"from {package} {version}"
 
 
 def _provider(entry_point: EntryPoint) -> tuple[str, str]:

@@ -1,4 +1,4 @@
-"""Prompt templates and the decomposition of a query into prompts (../METHOD.md §5).
+"""Prompt templates and the decomposition of a query into prompts (docs/method.md §5).
 
 A query becomes a verb prompt, an object prompt and an action prompt. With
 several candidate verbs or objects (free sentences) each candidate is its own

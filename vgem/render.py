@@ -1,42 +1,31 @@
-"""Annotated video: heatmap overlays, point markers, labels, and an MP4 sink.
+"""Drawing on frames: heatmap overlays, point markers, labels and timeline strips.
 
 The drawing functions take an H×W×3 uint8 RGB frame and return a new one
 (the input is left untouched), so they compose freely. Points are (x, y) =
 (column, row) in the frame's pixels with pixel centres at integer
-coordinates, the convention METHOD.md §4 reports predictions in.
+coordinates, the convention docs/method.md §4 reports predictions in.
+
+This module knows frames and overlays only: reading and writing video is
+:mod:`vgem.video`'s job, and :mod:`vgem.annotate` runs decode → draw → encode.
 """
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import math
-import os
-import secrets
-import sys
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from fractions import Fraction
-from pathlib import Path
-from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
-from vgem.errors import InputError, VgemError
-
-if TYPE_CHECKING:
-    from vgem.video import VideoInfo
-
 __all__ = [
-    "AnnotatedVideoWriter",
     "FrameOverlay",
+    "TimelineStrip",
     "apply_overlay",
     "blend",
     "colorize",
     "draw_label",
     "draw_point",
-    "write_annotated_video",
 ]
 
 Colour = tuple[int, int, int]
@@ -110,7 +99,9 @@ def _resize_heatmap(heatmap: np.ndarray, width: int, height: int) -> np.ndarray:
     if values.shape == (height, width):
         return values
     # A float32 array becomes a mode "F" (32-bit float) image: no quantization.
-    resized = Image.fromarray(np.ascontiguousarray(values)).resize((width, height), Image.BILINEAR)
+    image = Image.fromarray(np.ascontiguousarray(values))
+    # Pillow sets its filter constants with setattr, so its stubs lack them.
+    resized = image.resize((width, height), Image.BILINEAR)  # type: ignore[attr-defined]
     return np.asarray(resized, dtype=np.float32)
 
 
@@ -290,162 +281,11 @@ def _check_frame(frame: np.ndarray) -> None:
         raise ValueError(f"expected an H×W×3 uint8 frame, got {frame.dtype} {frame.shape}")
 
 
-# --------------------------------------------------------------------------- writing
+def __getattr__(name: str) -> Any:
+    """``vgem.render.AnnotatedVideoWriter``, kept for compatibility: the MP4 sink
+    is :class:`vgem.video.encode.VideoWriter` now, imported only when asked for."""
+    if name == "AnnotatedVideoWriter":
+        from vgem.video.encode import VideoWriter
 
-
-class AnnotatedVideoWriter:
-    """Write RGB frames to an H.264 MP4 that appears at ``path`` only when complete.
-
-    Frames go to a hidden temporary file beside ``path`` (same filesystem, so
-    the final rename is atomic); leaving the ``with`` block normally checks
-    the file and renames it onto ``path``, leaving it by an exception deletes
-    it and keeps whatever was at ``path`` before. The size is kept exactly:
-    odd sizes are stored as 4:4:4, which some players cannot show.
-    """
-
-    def __init__(
-        self,
-        path: str | os.PathLike[str],
-        size: tuple[int, int],
-        fps: float,
-        *,
-        crf: int = 18,
-    ) -> None:
-        width, height = size
-        if width < 1 or height < 1:
-            raise ValueError(f"size must be positive (width, height), not {size}")
-        if not (math.isfinite(fps) and fps > 0):
-            raise ValueError(f"fps must be positive, not {fps}")
-        self.path = Path(path)
-        self.size = (int(width), int(height))
-        self.fps = fps
-        self.crf = crf
-        self.frames_written = 0
-        self._temporary_path: Path | None = None
-        self._encoder = None
-
-    def __enter__(self) -> AnnotatedVideoWriter:
-        import imageio_ffmpeg
-
-        folder = self.path.parent
-        if not folder.is_dir():
-            raise InputError(f"{self.path}: the folder {folder} does not exist")
-        # ffmpeg creates the file, so it gets the usual permissions (mkstemp's
-        # would be owner-only); the random part keeps parallel runs apart.
-        self._temporary_path = folder / f".{self.path.name}.part-{secrets.token_hex(4)}.mp4"
-        width, height = self.size
-        # 4:2:0 halves the chroma resolution, so H.264 needs even sizes for it.
-        pixel_format = "yuv420p" if width % 2 == 0 and height % 2 == 0 else "yuv444p"
-        self._encoder = imageio_ffmpeg.write_frames(
-            str(self._temporary_path),
-            self.size,
-            fps=Fraction(self.fps).limit_denominator(1_000_000),
-            codec="libx264",
-            pix_fmt_out=pixel_format,
-            quality=None,
-            macro_block_size=1,
-            ffmpeg_log_level="error",
-            output_params=[
-                *("-crf", str(self.crf), "-preset", "veryfast"),
-                *("-movflags", "+faststart", "-f", "mp4"),  # playable while downloading
-            ],
-        )
-        try:
-            self._encoder.send(None)  # starts ffmpeg
-        except BaseException:
-            self.__exit__(*sys.exc_info())
-            raise
-        return self
-
-    def write(self, frame: np.ndarray) -> None:
-        """Append one H×W×3 uint8 RGB frame of the writer's size."""
-        if self._encoder is None:
-            raise RuntimeError("AnnotatedVideoWriter.write() used outside its `with` block")
-        _check_frame(frame)
-        width, height = self.size
-        if frame.shape[:2] != (height, width):
-            raise ValueError(
-                f"frame is {frame.shape[1]}x{frame.shape[0]}, the video is {width}x{height}"
-            )
-        try:
-            self._encoder.send(np.ascontiguousarray(frame))
-        except OSError as error:
-            raise VgemError(
-                f"{self.path}: writing the video failed ({_first_line(error)})"
-            ) from error
-        self.frames_written += 1
-
-    def __exit__(
-        self,
-        exception_type: type[BaseException] | None,
-        exception: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        encoder, self._encoder = self._encoder, None
-        temporary_path, self._temporary_path = self._temporary_path, None
-        try:
-            if exception_type is not None:
-                # The block's exception is the one to report, not ffmpeg's
-                # reaction to a half-written file.
-                with contextlib.suppress(Exception):
-                    if encoder is not None:
-                        encoder.close()
-                return
-            if encoder is not None:
-                encoder.close()  # waits for ffmpeg to finish the file
-            if temporary_path is not None:
-                self._check_complete(temporary_path)
-                os.replace(temporary_path, self.path)
-                temporary_path = None
-        finally:
-            if temporary_path is not None:
-                with contextlib.suppress(FileNotFoundError):
-                    temporary_path.unlink()
-
-    def _check_complete(self, temporary_path: Path) -> None:
-        """imageio-ffmpeg does not report ffmpeg's exit status, so read the result back."""
-        from vgem.video import probe_video
-
-        if self.frames_written == 0:
-            raise VgemError(f"{self.path}: no frames were written, so no video was made")
-        try:
-            written = probe_video(temporary_path)
-        except InputError as error:
-            raise VgemError(f"{self.path}: the written video is unreadable ({error})") from error
-        if written.frame_count != self.frames_written:
-            raise VgemError(
-                f"{self.path}: ffmpeg stored {written.frame_count} of "
-                f"{self.frames_written} frames (disk full?)"
-            )
-
-
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
-
-
-def write_annotated_video(
-    info: VideoInfo,
-    out_path: str | os.PathLike[str],
-    overlay_for_frame: Callable[[int], FrameOverlay | None],
-    progress: Callable[[int], None] | None = None,
-    *,
-    alpha: float = 0.5,
-) -> None:
-    """Re-encode the whole source with overlays, keeping its frame count, size and fps.
-
-    Every source frame is decoded at full size, streaming, and written whether
-    or not it has an overlay (``overlay_for_frame(index)`` may return None).
-    ``progress`` is called with the number of frames written so far.
-    """
-    from vgem.video import iter_full_frames
-
-    with (
-        AnnotatedVideoWriter(out_path, (info.width, info.height), info.fps) as writer,
-        contextlib.closing(iter_full_frames(info)) as source_frames,
-    ):
-        for frame_index, frame in source_frames:
-            overlay = overlay_for_frame(frame_index)
-            writer.write(frame if overlay is None else apply_overlay(frame, overlay, alpha))
-            if progress is not None:
-                progress(writer.frames_written)
+        return VideoWriter
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

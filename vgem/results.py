@@ -12,13 +12,13 @@ import json
 import math
 import os
 import tempfile
-from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from vgem.plain import plain_json
 from vgem.temporal.segments import Timeline
 from vgem.video import VideoInfo
 
@@ -120,7 +120,7 @@ def to_json_dict(result: GroundingResult) -> dict[str, Any]:
         "video": asdict(result.video),
         "backbone": {"name": result.backbone, "weights": result.weights},
         "input_size": result.input_size,
-        "settings": _plain(result.settings),
+        "settings": plain_json(result.settings),
         "queries": [_query_dict(query) for query in result.queries],
         **(_temporal_dict(result) if result.timeline is not None else {}),
     }
@@ -129,6 +129,7 @@ def to_json_dict(result: GroundingResult) -> dict[str, Any]:
 def _temporal_dict(result: GroundingResult) -> dict[str, Any]:
     """Segments and the per-time label of a temporal run."""
     timeline = result.timeline
+    assert timeline is not None  # called for temporal results only
     queries = [query.query for query in result.queries]
     return {
         "temporal": {
@@ -193,17 +194,6 @@ def _time_dict(entry: GroundedTime) -> dict[str, Any]:
             for role, scores in entry.candidates.items()
         }
     return document
-
-
-def _plain(value: Any) -> Any:
-    """Settings as JSON values (tuples to lists, dataclasses to dicts)."""
-    if hasattr(value, "__dataclass_fields__"):
-        return _plain(asdict(value))
-    if isinstance(value, Mapping):
-        return {str(key): _plain(item) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [_plain(item) for item in value]
-    return value
 
 
 def atomic_write(path: str | Path, write) -> Path:

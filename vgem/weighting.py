@@ -1,4 +1,4 @@
-"""Layer weights over the K+1 GEM terms (../METHOD.md §3).
+"""Layer weights over the K+1 GEM terms (docs/method.md §3).
 
 Higher layers localize better, so the static schedule favours them; the
 dynamic part asks, per prompt, which of the last blocks the prompt's match
@@ -12,17 +12,23 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Literal
 
-from vgem.errors import SettingsError
+from vgem.settings import DYNAMIC_LAYERS, DYNAMIC_TEMPERATURE, STATIC_WEIGHTS, WEIGHTINGS
 
 if TYPE_CHECKING:
     import torch
 
-Weighting = Literal["none", "static", "dynamic", "combined"]
-WEIGHTINGS: tuple[str, ...] = ("none", "static", "dynamic", "combined")
+__all__ = [
+    "DYNAMIC_LAYERS",
+    "DYNAMIC_TEMPERATURE",
+    "STATIC_WEIGHTS",
+    "WEIGHTINGS",
+    "Weighting",
+    "dynamic_weights",
+    "layer_weights",
+    "static_schedule",
+]
 
-STATIC_WEIGHTS: tuple[float, ...] = (0.3, 0.4, 0.5, 0.6, 0.7, 0.9, 0.9, 0.9)
-DYNAMIC_TEMPERATURE = 20.0
-DYNAMIC_LAYERS = 3
+Weighting = Literal["none", "static", "dynamic", "combined"]
 
 
 def static_schedule(weights: Sequence[float], terms: int) -> list[float]:
@@ -33,7 +39,7 @@ def static_schedule(weights: Sequence[float], terms: int) -> list[float]:
     so the top layers always keep their weights.
     """
     if not weights:
-        raise SettingsError("--static-weights needs at least one value.")
+        raise ValueError("a static schedule needs at least one weight")
     weights = list(weights)
     if len(weights) >= terms:
         return weights[len(weights) - terms :]
@@ -77,11 +83,14 @@ def layer_weights(
       (``2/3 + w_d`` with R = 3, as in the authors' code);
     - combined: the static schedule with ``−1/R + w_d`` added to the last R
       (``0.9 − 1/3 + w_d``), the paper's default.
+
+    The values come from validated :class:`vgem.settings.Settings`; what is
+    refused here is a caller's mistake, not a user's.
     """
     import torch
 
     if mode not in WEIGHTINGS:
-        raise SettingsError(f"Unknown weighting '{mode}'; choose one of {', '.join(WEIGHTINGS)}.")
+        raise ValueError(f"unknown weighting {mode!r}; one of {', '.join(WEIGHTINGS)}")
     batch = removal_embeddings.shape[1]
     prompts = text_embeddings.shape[-2]
     uniform = mode in ("none", "dynamic")
@@ -89,10 +98,11 @@ def layer_weights(
     weights = torch.tensor(base, dtype=torch.float32, device=removal_embeddings.device)
     weights = weights.expand(batch, prompts, terms).clone()
     if mode in ("dynamic", "combined"):
-        if not 1 <= dynamic_layers <= terms - 1:
-            raise SettingsError(f"--dynamic-layers must be between 1 and {terms - 1} (--depth).")
-        if removal_embeddings.shape[0] < dynamic_layers:
-            raise SettingsError("Too few removal embeddings were kept for this weighting.")
+        if not 1 <= dynamic_layers <= min(terms - 1, removal_embeddings.shape[0]):
+            raise ValueError(
+                f"{dynamic_layers} dynamic layers need that many of the {terms - 1} GEM "
+                f"layers and removal embeddings ({removal_embeddings.shape[0]} kept)"
+            )
         removal = removal_embeddings[-dynamic_layers:]
         adaptive = dynamic_weights(removal, text_embeddings, dynamic_temperature)
         weights[..., -dynamic_layers:] += adaptive - 1.0 / dynamic_layers

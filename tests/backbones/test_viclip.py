@@ -114,7 +114,7 @@ def clip_tower_shapes(prefix: str, width: int, layers: int) -> dict[str, list[in
 
 
 def released_shapes(vision: int, layers: int, patch: int, embed: int, text: int):
-    """The state-dict table of VICLIP.md, for either size."""
+    """The state-dict table of docs/method.md §8.1, for either size."""
     grid = 224 // patch
     shapes = {
         "temp": [],
@@ -590,8 +590,8 @@ def test_offline_with_an_empty_cache_says_what_to_fetch(offline_hub: Path) -> No
     message = str(refused.value)
     assert message.startswith("ViCLIP-B/16 weights are not in the Hugging Face cache")
     assert "HF_HUB_OFFLINE" in message
-    assert "`vgem fetch --backbone viclip-b16`" in message
-    assert "--weights PATH" in message
+    assert "`vgem fetch` (backbone viclip-b16)" in message
+    assert "as `weights`" in message and refused.value.settings == ("weights",)
     assert "\n" not in message
 
 
@@ -612,5 +612,5 @@ def test_offline_loads_from_the_hub_cache(
 
 
 def test_a_config_without_a_hub_release_asks_for_a_path() -> None:
-    with pytest.raises(WeightsError, match=r"no published weights.*--weights PATH"):
+    with pytest.raises(WeightsError, match=r"no published weights.*as `weights`"):
         load_viclip(TINY)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import json
 
 import pytest
 from rich.console import Console
@@ -11,10 +10,11 @@ from rich.console import Console
 from vgem.eval.manifest import Sample
 from vgem.eval.paper import PUBLISHED_ACCURACY, PUBLISHED_AVERAGE, match_paper_row
 from vgem.eval.report import RunDescription, build_results, render_tables
-from vgem.eval.runner import select_samples
+from vgem.eval.samples import select_samples
+from vgem.plain import plain_json
 from vgem.settings import Settings
 
-DEFAULTS = json.loads(json.dumps(Settings().to_dict()))
+DEFAULTS = plain_json(Settings().with_defaults().to_dict())  # as results.json records them
 
 
 def _settings(**changes) -> dict:
@@ -51,7 +51,7 @@ def test_paper_row(backbone, changes, row):
 
 
 def test_paper_reason_names_the_changed_option():
-    assert "--depth" in match_paper_row("viclip-b16", _settings(depth=5)).reason
+    assert "depth" in match_paper_row("viclip-b16", _settings(depth=5)).reason
     assert "viclip-l14" in match_paper_row("viclip-l14", DEFAULTS).reason
 
 

@@ -1,4 +1,4 @@
-"""The runner and the report on planted videos whose right answers are known by hand.
+"""The run loop, the spatial task and the report on planted videos with known answers.
 
 The planted backbone points at the brightest patch of the target frame. On a
 64 x 64 frame (the model's own size, so nothing is resized) patch (row,
@@ -18,10 +18,11 @@ from PIL import Image
 
 from tests.planted import PlantedAdapter, planted_frame
 from tests.synth import write_video
-from vgem.eval.manifest import ManifestProblem, Sample
-from vgem.eval.report import build_results, score_run
-from vgem.eval.run_log import PredictionLog, current_records, is_finished
-from vgem.eval.runner import RunContext, evaluate, select_samples
+from vgem.eval.engine import evaluate
+from vgem.eval.report import build_results
+from vgem.eval.run_log import PredictionLog, current_records
+from vgem.eval.samples import ManifestProblem, Sample, select_samples
+from vgem.eval.tasks import RunContext, SpatialTask
 from vgem.grounder import Grounder
 
 SIZE = 64
@@ -136,8 +137,12 @@ def _items_with_missing_video(samples: list[Sample]):
     return [*samples, missing]
 
 
-def _context(root: Path, metrics=("pointing",)) -> RunContext:
-    return RunContext(root=root, settings_hash="test-settings", metrics=frozenset(metrics))
+def _context(root: Path) -> RunContext:
+    return RunContext(root=root, settings_hash="test-settings")
+
+
+POINTING = SpatialTask(("pointing",))
+WITH_MAP = SpatialTask(("pointing", "map"))
 
 
 def _lines(run_dir: Path) -> list[dict]:
@@ -154,6 +159,7 @@ def test_planted_pointing_game(planted_root, tmp_path):
         context=_context(planted_root),
         run_dir=tmp_path / "run",
         load_grounder=lambda: grounder,
+        task=POINTING,
     )
 
     lines = {line["id"]: line for line in _lines(tmp_path / "run")}
@@ -163,18 +169,18 @@ def test_planted_pointing_game(planted_root, tmp_path):
     assert lines["b-rounds-half-to-even"]["model_boxes"][0][2] == _point(*VIDEO_PATCHES[1])[0] - 1
     assert "gone.mp4" in lines["b-missing"]["error"]
 
-    overall, per_dataset = score_run(selection, outcome.records, ["pointing"], "fallback")
-    pointing = overall.pointing
-    assert (pointing.samples, pointing.hits, pointing.errors) == (10, 7, 1)
-    assert pointing.accuracy == pytest.approx(0.70)
-    assert f"{100 * pointing.accuracy:.2f} %" == "70.00 %"
-    assert pointing.classes[A].accuracy == pytest.approx(5 / 6)
-    assert pointing.classes[B].accuracy == pytest.approx(2 / 4)
-    assert pointing.classes[B].errors == 1
-    assert pointing.class_mean_accuracy == pytest.approx((5 / 6 + 2 / 4) / 2)
+    overall, per_dataset = POINTING.score(selection.samples, outcome.records, "fallback")
+    pointing = overall["pointing"]
+    assert (pointing["samples"], pointing["hits"], pointing["errors"]) == (10, 7, 1)
+    assert pointing["accuracy"] == pytest.approx(0.70)
+    assert f"{100 * pointing['accuracy']:.2f} %" == "70.00 %"
+    assert pointing["classes"][A]["accuracy"] == pytest.approx(5 / 6)
+    assert pointing["classes"][B]["accuracy"] == pytest.approx(2 / 4)
+    assert pointing["classes"][B]["errors"] == 1
+    assert pointing["class_mean_accuracy"] == pytest.approx((5 / 6 + 2 / 4) / 2)
     # the missing sample names no dataset and falls back to the run's
-    assert per_dataset["planted"].pointing.samples == 10
-    assert per_dataset["fallback"].pointing.errors == 1
+    assert per_dataset["planted"]["pointing"]["samples"] == 10
+    assert per_dataset["fallback"]["pointing"]["errors"] == 1
 
 
 def test_one_grounding_call_per_video_with_its_distinct_queries_and_times(planted_root, tmp_path):
@@ -185,6 +191,7 @@ def test_one_grounding_call_per_video_with_its_distinct_queries_and_times(plante
         context=_context(planted_root),
         run_dir=tmp_path / "run",
         load_grounder=lambda: grounder,
+        task=POINTING,
     )
     calls = {video: (queries, times) for video, queries, times in grounder.calls}
     assert len(grounder.calls) == 2
@@ -212,7 +219,8 @@ def test_planted_spatial_map(planted_root, tmp_path):
     selection = select_samples(samples)
     outcome = evaluate(
         selection,
-        context=_context(planted_root, ("pointing", "map")),
+        context=_context(planted_root),
+        task=WITH_MAP,
         run_dir=tmp_path / "run",
         load_grounder=CountingGrounder,
     )
@@ -220,12 +228,12 @@ def test_planted_spatial_map(planted_root, tmp_path):
     assert ious == pytest.approx(
         {"a1": 52 / 64, "a2": 52 / 64, "a3": 0.0, "b1": 52 / 64, "b2": 52 / 256}
     )
-    overall, _ = score_run(selection, outcome.records, ["pointing", "map"])
-    spatial = overall.spatial
+    overall, _ = WITH_MAP.score(selection.samples, outcome.records)
+    spatial = overall["map"]
     assert spatial is not None
-    assert spatial.classes[A].precision == pytest.approx(2 / 3)
-    assert spatial.classes[B].precision == pytest.approx(1 / 2)
-    assert spatial.mean_ap == pytest.approx((2 / 3 + 1 / 2) / 2)
+    assert spatial["classes"][A]["precision"] == pytest.approx(2 / 3)
+    assert spatial["classes"][B]["precision"] == pytest.approx(1 / 2)
+    assert spatial["mean_ap"] == pytest.approx((2 / 3 + 1 / 2) / 2)
 
 
 def test_unrunnable_samples_are_errors_and_the_run_goes_on(planted_root, tmp_path):
@@ -241,6 +249,7 @@ def test_unrunnable_samples_are_errors_and_the_run_goes_on(planted_root, tmp_pat
         context=_context(planted_root),
         run_dir=tmp_path / "run",
         load_grounder=CountingGrounder,
+        task=POINTING,
     )
     records = outcome.records
     assert "past the end" in records["late-time"]["error"]
@@ -254,12 +263,16 @@ def test_resume_keeps_errors_until_they_are_retried(planted_root, tmp_path):
     selection = select_samples(_items_with_missing_video(samples))
     run_dir = tmp_path / "run"
     context = _context(planted_root)
-    evaluate(selection, context=context, run_dir=run_dir, load_grounder=CountingGrounder)
+    evaluate(
+        selection, context=context, run_dir=run_dir, load_grounder=CountingGrounder, task=POINTING
+    )
 
     # the missing video turns up: a plain resume keeps the error, a retry grounds it once
     write_video(planted_root / "gone.mp4", [planted_frame(SIZE, SIZE, 0, 0)], size=(SIZE, SIZE))
     grounder = CountingGrounder()
-    kept = evaluate(selection, context=context, run_dir=run_dir, load_grounder=lambda: grounder)
+    kept = evaluate(
+        selection, context=context, run_dir=run_dir, load_grounder=lambda: grounder, task=POINTING
+    )
     assert (kept.resumed, kept.written, grounder.calls) == (11, 0, [])
     assert "error" in kept.records["b-missing"]
     retried = evaluate(
@@ -268,6 +281,7 @@ def test_resume_keeps_errors_until_they_are_retried(planted_root, tmp_path):
         run_dir=run_dir,
         load_grounder=lambda: grounder,
         retry_errors=True,
+        task=POINTING,
     )
     assert [call[0] for call in grounder.calls] == ["gone.mp4"]
     assert (retried.resumed, retried.written) == (10, 1)
@@ -282,14 +296,22 @@ def test_a_run_with_nothing_left_loads_no_model(planted_root, tmp_path):
     selection = select_samples(samples)
     run_dir = tmp_path / "run"
     evaluate(
-        selection, context=_context(planted_root), run_dir=run_dir, load_grounder=CountingGrounder
+        selection,
+        context=_context(planted_root),
+        run_dir=run_dir,
+        load_grounder=CountingGrounder,
+        task=POINTING,
     )
 
     def refuse():
         raise AssertionError("the model was loaded although every sample was done")
 
     outcome = evaluate(
-        selection, context=_context(planted_root), run_dir=run_dir, load_grounder=refuse
+        selection,
+        context=_context(planted_root),
+        run_dir=run_dir,
+        load_grounder=refuse,
+        task=POINTING,
     )
     assert (outcome.resumed, outcome.written) == (10, 0)
 
@@ -299,11 +321,16 @@ def test_a_map_run_redoes_lines_that_lack_the_iou(planted_root, tmp_path):
     selection = select_samples(samples[:2])
     run_dir = tmp_path / "run"
     evaluate(
-        selection, context=_context(planted_root), run_dir=run_dir, load_grounder=CountingGrounder
+        selection,
+        context=_context(planted_root),
+        run_dir=run_dir,
+        load_grounder=CountingGrounder,
+        task=POINTING,
     )
     outcome = evaluate(
         selection,
-        context=_context(planted_root, ("pointing", "map")),
+        context=_context(planted_root),
+        task=WITH_MAP,
         run_dir=run_dir,
         load_grounder=CountingGrounder,
     )
@@ -335,7 +362,7 @@ def test_lines_of_other_settings_or_changed_samples_are_not_reused():
     ],
 )
 def test_resume_rule(line, metrics, retry_errors, finished):
-    assert is_finished(line, metrics, retry_errors=retry_errors) is finished
+    assert SpatialTask(metrics).is_finished(line, retry_errors=retry_errors) is finished
 
 
 def test_a_torn_last_line_is_ignored_and_cut_before_appending(tmp_path):
@@ -399,6 +426,7 @@ def test_results_document_holds_every_number(planted_root, tmp_path):
         context=_context(planted_root),
         run_dir=tmp_path / "run",
         load_grounder=CountingGrounder,
+        task=POINTING,
     )
     description = RunDescription(
         dataset=None,

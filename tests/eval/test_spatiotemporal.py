@@ -22,17 +22,16 @@ from tests.synth import write_video
 from tests.test_temporal import ColourAdapter
 from vgem.cli import app
 from vgem.eval.datasets.gyt import GROUNDING_YOUTUBE
-from vgem.eval.manifest import ManifestProblem
-from vgem.eval.runner import select_samples
-from vgem.eval.spatiotemporal import (
+from vgem.eval.engine import evaluate
+from vgem.eval.samples import (
+    ManifestProblem,
     TruthBox,
     TruthSegment,
-    VideoRunContext,
     VideoSample,
-    evaluate_videos,
-    score_videos,
     segments_from_boxes,
+    select_samples,
 )
+from vgem.eval.tasks import RunContext, WholeVideoTask
 from vgem.grounder import Grounder
 from vgem.temporal import TemporalSettings
 
@@ -216,6 +215,10 @@ def _line(video_id, segments, pointing, steps=("a", "b")):
     return {"id": video_id, "queries": list(steps), "segments": segments, "pointing": pointing}
 
 
+def _score(samples, lines, task):
+    return WholeVideoTask(task, TEMPORAL).score(samples, lines)
+
+
 def test_scores_from_lines_by_hand():
     # video 1: a is true on [0, 4) (boxes at 0-2, second 3 unboxed), b on [10, 12)
     one = _sample(
@@ -234,7 +237,7 @@ def test_scores_from_lines_by_hand():
     lines = {"v1": one_line, "v2": two_line, "v3": {"id": "v3", "error": "missing"}}
     samples = [one, two, three, four]
 
-    overall, per_dataset = score_videos(samples, lines, "spatiotemporal")
+    overall, per_dataset = _score(samples, lines, "spatiotemporal")
     assert overall["counts"] == {"selected": 4, "scored": 2, "errors": 1, "pending": 1}
     assert list(per_dataset) == ["videos"]
     pointing = overall["iou_pointing"]
@@ -250,7 +253,7 @@ def test_scores_from_lines_by_hand():
     assert video_map["classes"]["b"] == [0.0] * 5
     assert list(video_map["map"].values()) == pytest.approx([0.25, 0.25, 0.25, 0.0, 0.0])
 
-    overall, _ = score_videos(samples, lines, "temporal")
+    overall, _ = _score(samples, lines, "temporal")
     # v1 a: P {1,2,3,4}, G {0,1,2,3}: IoU 3/5, IoD 3/4; b: IoU 0/2, IoD undefined
     # v2 a: IoU 0/2, IoD undefined -> v2 is left out of the IoD mean
     assert overall["iou"]["video_mean"] == pytest.approx(((3 / 5 + 0) / 2 + 0) / 2)
@@ -262,7 +265,7 @@ def test_scores_from_lines_by_hand():
 def test_a_boxed_second_past_the_end_of_the_video_is_a_miss():
     sample = _sample("v", [("a", 0, 3)], [(0, "a"), (1, "a"), (2, "a")], steps=("a",))
     line = _line("v", [[0, 0, 3, 1.0]], [[0, 0, 1, 1, True], [1, 0, 1, 1, True]], steps=("a",))
-    overall, _ = score_videos([sample], {"v": line}, "spatiotemporal")
+    overall, _ = _score([sample], {"v": line}, "spatiotemporal")
     assert overall["iou_pointing"]["video_mean"] == pytest.approx(2 / 3)
 
 
@@ -280,9 +283,12 @@ def _run(tmp_path, planted_video, segments, boxes):
     (root / "mining_resized_video" / "planted.mp4").symlink_to(planted_video)
     selection = select_samples(GROUNDING_YOUTUBE.read_videos(root))
     grounder = Grounder(adapter=PointingColourAdapter(), depth=4, extractor="label")
-    context = VideoRunContext(root=root, settings_hash="test", temporal=TEMPORAL)
-    outcome = evaluate_videos(
-        selection, context=context, run_dir=tmp_path / "run", load_grounder=lambda: grounder
+    outcome = evaluate(
+        selection,
+        WholeVideoTask("spatiotemporal", TEMPORAL),
+        context=RunContext(root=root, settings_hash="test"),
+        run_dir=tmp_path / "run",
+        load_grounder=lambda: grounder,
     )
     line = outcome.records["planted"]
     assert [[query, start, end] for query, start, end, _ in line["segments"]] == [
@@ -290,7 +296,7 @@ def _run(tmp_path, planted_video, segments, boxes):
         [1, 20.0, 26.0],
     ]
     return {
-        task: score_videos(selection.samples, outcome.records, task)[0]
+        task: WholeVideoTask(task, TEMPORAL).score(selection.samples, outcome.records)[0]
         for task in ("spatiotemporal", "temporal")
     }
 
@@ -397,7 +403,7 @@ def test_the_command_runs_resumes_and_reports_a_whole_video_task(
     ("extra", "message"),
     [
         (["--task", "when"], "--task takes spatial, spatiotemporal, temporal"),
-        (["--task", "temporal", "--metrics", "map"], "--metrics chooses spatial metrics"),
+        (["--task", "temporal", "--metrics", "map"], "--metrics chooses spatial figures"),
         (["--task", "temporal", "--manifest", "m.jsonl"], "a manifest holds single frames"),
         (["--task", "temporal", "--dataset", "daly", "--root", "."], "does not provide"),
         (["--task", "temporal", "--temporal-scorer", "nope", "--dataset", "gyt"], "nope"),

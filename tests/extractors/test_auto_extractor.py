@@ -146,7 +146,7 @@ def assert_label_fallback(extraction, hint):
 def test_falls_back_to_label_when_models_are_missing(no_cached_pipelines, tmp_path):
     pytest.importorskip("stanza")
     extraction = AutoExtractor(model_dir=tmp_path).extract("take the knife and slice the tomatoes.")
-    assert_label_fallback(extraction, "vgem fetch --nlp")
+    assert_label_fallback(extraction, "`vgem fetch` (its NLP models)")
 
 
 def test_falls_back_to_label_when_stanza_is_not_installed(

@@ -341,7 +341,7 @@ def test_missing_stanza_package_says_how_to_install(monkeypatch, tmp_path):
         StanzaExtractor(model_dir=tmp_path).extract("pick up the knife")
     message = str(raised.value)
     assert "pip install 'vgem[nlp]'" in message
-    assert "vgem fetch --nlp" in message
+    assert "`vgem fetch` (its NLP models)" in message
     assert "\n" not in message
 
 
@@ -350,7 +350,7 @@ def test_missing_models_say_how_to_fetch(tmp_path):
     with pytest.raises(NlpUnavailable) as raised:
         StanzaExtractor(model_dir=tmp_path).extract("pick up the knife")
     message = str(raised.value)
-    assert "vgem fetch --nlp" in message
+    assert "`vgem fetch` (its NLP models)" in message
     assert str(tmp_path) in message
     assert "\n" not in message
     assert not any(tmp_path.iterdir()), "nothing may be downloaded at run time"

@@ -24,12 +24,9 @@ def parse_backbone_name(name: str) -> tuple[str, str | None]:
 def backbone_spec(name: str) -> tuple[BackboneSpec, str | None]:
     """The plugin's spec for ``name`` and the variant to pass it."""
     from vgem import plugins
-    from vgem.backbones.base import BackboneSpec
 
     family, variant = parse_backbone_name(name)
-    spec = plugins.load(GROUP, family)
-    if not isinstance(spec, BackboneSpec):
-        raise PluginError(f"The backbone plugin '{family}' does not provide a BackboneSpec.")
+    spec = plugins.create(GROUP, family)
     if variant is not None and not spec.takes_variant:
         raise PluginError(f"The backbone '{family}' takes no variant; use it as plain '{family}'.")
     if variant is None and spec.takes_variant:

@@ -3,7 +3,7 @@
 GEM runs a ViT block by block beside its original path, so a backbone cannot be
 a black-box ``encode_image``. A backbone plugin hands over a
 :class:`BackboneAdapter` that exposes, in one uniform shape, the pieces of its
-own modules that ../METHOD.md §2 needs. GEM adds no weights: everything here is
+own modules that docs/method.md §2 needs. GEM adds no weights: everything here is
 a view on the backbone's parameters.
 
 A plugin registers a :class:`BackboneSpec` under the ``vgem.backbones`` entry
@@ -14,7 +14,7 @@ pass the part after the colon to the spec's ``load`` as ``variant``.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
@@ -220,9 +220,26 @@ class BackboneSpec:
     after ``family:`` (None for a plain name), ``weights`` a local path that
     replaces the default download (None: the hub cache).
     ``hub_files(variant)`` names what ``vgem fetch`` must download.
+    ``summary`` is the one line ``vgem plugins`` shows for it.
+    ``defaults``: the method settings this backbone grounds best with when
+    the user sets none (``depth``, ``dynamic_layers``, ``static_weights``;
+    see :mod:`vgem.settings`). A model with fewer blocks than the paper's
+    depth of 7 must declare a depth that fits it, e.g.
+    ``{"depth": 3, "dynamic_layers": 2}`` for a 4-block model.
     """
 
     summary: str
     load: Callable[[str | None, str | None], BackboneAdapter]
     takes_variant: bool = False
     hub_files: Callable[[str | None], list[HubFile]] = field(default=lambda variant: [])
+    defaults: Mapping[str, object] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        from vgem.settings import BACKBONE_SETTINGS
+
+        unknown = sorted(set(self.defaults) - BACKBONE_SETTINGS)
+        if unknown:
+            raise ValueError(
+                f"BackboneSpec.defaults may set {', '.join(sorted(BACKBONE_SETTINGS))}, "
+                f"not {', '.join(unknown)}"
+            )

@@ -9,7 +9,7 @@ resolution), so positional embeddings are resampled from the trained grid.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from vgem.backbones.base import (
     OPENAI_CLIP_MEAN,
@@ -25,6 +25,8 @@ from vgem.errors import PluginError, SettingsError
 from vgem.quiet import quieted
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     import torch
     from torch import nn
 
@@ -68,7 +70,8 @@ class OpenClipAdapter(BackboneAdapter):
         input_size: int = GEM_INPUT_SIZE,
     ) -> None:
         _check_supported(model, name)
-        visual = model.visual
+        # open_clip's VisionTransformer (checked above); open_clip ships no types.
+        visual: Any = model.visual
         self.module = model.eval()
         self.visual = visual
         self.tokenizer = tokenizer
@@ -103,6 +106,11 @@ class OpenClipAdapter(BackboneAdapter):
     def blocks(self) -> Sequence[Block]:
         return self._blocks
 
+    @property
+    def _clip_model(self) -> Any:
+        """``module`` as the open_clip CLIP model it is (open_clip ships no types)."""
+        return self.module
+
     def token_layout(self) -> TokenLayout:
         side = self.preprocessing.input_size // self.visual.patch_size[0]
         return TokenLayout(frames=1, grid=(side, side), prefix_tokens=1, order="frame-major")
@@ -126,7 +134,7 @@ class OpenClipAdapter(BackboneAdapter):
 
     def encode_text(self, texts: Sequence[str]) -> torch.Tensor:
         token_ids = self.tokenizer(list(texts)).to(self.device)
-        return self.module.encode_text(token_ids)
+        return self._clip_model.encode_text(token_ids)
 
     def count_tokens(self, text: str) -> int:
         return len(self.tokenizer.encode(text)) + 2
@@ -142,10 +150,10 @@ class OpenClipAdapter(BackboneAdapter):
         side = self.preprocessing.input_size // visual.patch_size[0]
         resampled = resample_position_embedding(stored, (side, side))
         if resampled is stored:
-            return self.module.encode_image(clip[:, 0])
+            return self._clip_model.encode_image(clip[:, 0])
         try:
             visual.positional_embedding = nn.Parameter(resampled, requires_grad=False)
-            return self.module.encode_image(clip[:, 0])
+            return self._clip_model.encode_image(clip[:, 0])
         finally:
             visual.positional_embedding = stored
 
@@ -172,7 +180,7 @@ def _check_supported(model, name: str) -> None:
 
 
 def parse_variant(variant: str | None) -> tuple[str, str | None]:
-    """``ARCH@TAG`` → (arch, tag); the tag may be omitted when --weights is given."""
+    """``ARCH@TAG`` → (arch, tag); the tag may be omitted when local weights are given."""
     if not variant:
         raise PluginError(
             "Give an open_clip model as openclip:ARCH@TAG, e.g. openclip:ViT-B-16@openai."
@@ -191,7 +199,8 @@ def _hub_location(arch: str, tag: str) -> tuple[str, list[str]]:
         known = ", ".join(open_clip.list_pretrained_tags_by_model(arch)) or "none"
         raise PluginError(
             f"open_clip has no pretrained weights '{tag}' for {arch} on the Hugging Face hub "
-            f"(known tags: {known}); pass --weights PATH to a local checkpoint instead."
+            f"(known tags: {known}); give a local checkpoint as `weights` instead.",
+            settings=["weights"],
         )
     if hub.endswith("/"):
         return hub.rstrip("/"), ["open_clip_model.safetensors", "open_clip_pytorch_model.bin"]
@@ -216,14 +225,21 @@ def load_openclip(
         raise PluginError(f"open_clip has no model architecture '{arch}' ({name}).")
     if weights is None and tag is None:
         raise PluginError(
-            f"Say which weights {name} should use: openclip:{arch}@TAG, or --weights PATH."
+            f"Say which weights {name} should use: openclip:{arch}@TAG, or a local "
+            "checkpoint as `weights`.",
+            settings=["weights"],
         )
     # The weights first: a missing file should fail before seconds of model building.
+    path: str | Path
     if weights is not None:
         path, source = weights, str(weights)
     else:
+        assert tag is not None  # refused above when neither is given
         repo_id, filenames = _hub_location(arch, tag)
-        hint = f"run `vgem fetch --backbone {name}` where there is network, or pass --weights PATH"
+        hint = (
+            f"fetch them with `vgem fetch` (backbone {name}) where there is network, "
+            "or give a local checkpoint as `weights`"
+        )
         path = hub_download_first(repo_id, filenames, what=f"{name} ({tag})", fetch_hint=hint)
         source = f"hf-hub:{repo_id}"
     # open_clip warns that the model has no weights; they are loaded right below.

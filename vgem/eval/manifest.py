@@ -50,18 +50,27 @@ number and reading goes on with the next line.
 from __future__ import annotations
 
 import json
-import math
 import os
 import uuid
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass
-from numbers import Integral, Real
 from pathlib import Path
 from typing import Any
 
-from vgem.errors import DatasetError
+from vgem.errors import DatasetError, os_error_text
+from vgem.eval.samples import Box, ManifestProblem, Sample, json_type_name
 
-Box = tuple[float, float, float, float]
+# The sample types live in vgem.eval.samples; they are named here too, where they always were.
+__all__ = [
+    "Box",
+    "ManifestProblem",
+    "Sample",
+    "load_manifest",
+    "read_manifest",
+    "sample_from_record",
+    "sample_to_json",
+    "sample_to_record",
+    "write_manifest",
+]
 
 REQUIRED_FIELDS = ("id", "video", "query", "boxes")
 OPTIONAL_FIELDS = (
@@ -76,78 +85,10 @@ OPTIONAL_FIELDS = (
 KNOWN_FIELDS = frozenset(REQUIRED_FIELDS + OPTIONAL_FIELDS)
 
 
-@dataclass(frozen=True, kw_only=True)
-class Sample:
-    """One evaluation sample: where to look, what to look for, what is right.
-
-    Boxes may be given as any sequences of four numbers; they are stored as
-    tuples of floats so that a sample is immutable and compares by value.
-    Construction raises ``ValueError`` with a one-line reason when the sample
-    cannot be evaluated.
-    """
-
-    id: str
-    video: str
-    query: str
-    boxes: tuple[Box, ...]
-    time: float | None = None
-    frame: int | None = None
-    class_name: str | None = None
-    human_boxes: tuple[Box, ...] = ()
-    object_boxes: tuple[Box, ...] = ()
-    dataset: str | None = None
-    frame_size: tuple[float, float] | None = None
-
-    def __post_init__(self) -> None:
-        _require_text(self.id, "id")
-        _require_text(self.video, "video")
-        _require_text(self.query, "query")
-        if (self.time is None) == (self.frame is None):
-            raise ValueError("give exactly one of 'time' and 'frame'")
-        if self.time is not None:
-            object.__setattr__(self, "time", _seconds(self.time))
-        if self.frame is not None:
-            object.__setattr__(self, "frame", _frame_index(self.frame))
-        object.__setattr__(self, "boxes", _boxes(self.boxes, "boxes", allow_empty=False))
-        object.__setattr__(self, "human_boxes", _boxes(self.human_boxes, "human_boxes"))
-        object.__setattr__(self, "object_boxes", _boxes(self.object_boxes, "object_boxes"))
-        if self.class_name is not None:
-            _require_text(self.class_name, "class")
-        if self.dataset is not None:
-            _require_text(self.dataset, "dataset")
-        if self.frame_size is not None:
-            object.__setattr__(self, "frame_size", _frame_size(self.frame_size))
-
-    @property
-    def class_key(self) -> str:
-        """The class this sample counts under: its class, else its query."""
-        return self.class_name if self.class_name is not None else self.query
-
-
-@dataclass(frozen=True)
-class ManifestProblem:
-    """A sample that could not be read, and why, in words for the user.
-
-    ``line`` is the manifest line (1-based) when the problem comes from a
-    manifest; adapters name the place in their annotation file in ``reason``
-    instead. ``sample`` is set when the sample itself was valid but cannot be
-    run (its video is missing), so that a runner can count it as an error.
-    """
-
-    source: str
-    reason: str
-    line: int | None = None
-    sample: Sample | None = None
-
-    def __str__(self) -> str:
-        where = self.source if self.line is None else f"{self.source}:{self.line}"
-        return f"{where}: {self.reason}"
-
-
 def sample_from_record(record: Any) -> Sample:
     """A sample from one decoded manifest object; ``ValueError`` if unusable."""
     if not isinstance(record, Mapping):
-        raise ValueError(f"expected a JSON object, found {_json_type(record)}")
+        raise ValueError(f"expected a JSON object, found {json_type_name(record)}")
     unknown = sorted(str(key) for key in record if key not in KNOWN_FIELDS)
     if unknown:
         listing = ", ".join(repr(key) for key in unknown)
@@ -219,7 +160,10 @@ def load_manifest(
     samples: list[Sample] = []
     problems: list[ManifestProblem] = []
     for item in read_manifest(path, root):
-        (problems if isinstance(item, ManifestProblem) else samples).append(item)
+        if isinstance(item, ManifestProblem):
+            problems.append(item)
+        else:
+            samples.append(item)
     return samples, problems
 
 
@@ -243,8 +187,9 @@ def write_manifest(samples: Iterable[Sample], path: str | os.PathLike[str]) -> i
         os.replace(temporary, target)
     except OSError as error:
         temporary.unlink(missing_ok=True)
-        reason = error.strerror or str(error)
-        raise DatasetError(f"Cannot write the manifest {target}: {reason}.") from error
+        raise DatasetError(
+            f"Cannot write the manifest {target}: {os_error_text(error)}."
+        ) from error
     except BaseException:
         temporary.unlink(missing_ok=True)
         raise
@@ -257,8 +202,7 @@ def _iter_manifest(path: Path, root: Path | None) -> Iterator[Sample | ManifestP
     try:
         handle = path.open("rb")
     except OSError as error:
-        reason = error.strerror or str(error)
-        raise DatasetError(f"Cannot read the manifest {path}: {reason}.") from error
+        raise DatasetError(f"Cannot read the manifest {path}: {os_error_text(error)}.") from error
     with handle:
         for line_number, raw_line in enumerate(handle, start=1):
             try:
@@ -300,92 +244,6 @@ def _refuse_constant(name: str) -> Any:
 
 def _field_order() -> tuple[str, ...]:
     return ("id", "video", "time", "frame", "query", "boxes", *OPTIONAL_FIELDS[2:])
-
-
-def _json_type(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true/false"
-    if value is None:
-        return "null"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, Mapping):
-        return "an object"
-    if _is_number(value):
-        return "a number"
-    return "an array" if isinstance(value, Iterable) else type(value).__name__
-
-
-def _as_list(value: Any, what: str, expected: str) -> list[Any]:
-    """The items of a JSON array (or any non-text sequence an adapter passes)."""
-    if isinstance(value, (str, bytes, Mapping)) or not isinstance(value, Iterable):
-        raise ValueError(f"{what} must be {expected}, found {_json_type(value)}")
-    return list(value)
-
-
-def _require_text(value: Any, name: str) -> None:
-    if not isinstance(value, str):
-        raise ValueError(f"'{name}' must be a string, found {_json_type(value)}")
-    if not value.strip():
-        raise ValueError(f"'{name}' is empty")
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, Real) and not isinstance(value, bool)
-
-
-def _finite(value: Any, what: str) -> float:
-    if not _is_number(value):
-        raise ValueError(f"{what} must be a number, found {_json_type(value)}")
-    number = float(value)
-    if not math.isfinite(number):
-        raise ValueError(f"{what} must be finite, found {number}")
-    return number
-
-
-def _seconds(value: Any) -> float:
-    seconds = _finite(value, "'time'")
-    if seconds < 0:
-        raise ValueError(f"'time' must not be negative, found {seconds:g}")
-    return seconds
-
-
-def _frame_index(value: Any) -> int:
-    if not isinstance(value, Integral) or isinstance(value, bool):
-        raise ValueError(f"'frame' must be a whole number, found {value!r}")
-    if value < 0:
-        raise ValueError(f"'frame' must not be negative, found {value}")
-    return int(value)
-
-
-def _box(value: Any, what: str) -> Box:
-    coordinates = _as_list(value, what, "[x1, y1, x2, y2]")
-    if len(coordinates) != 4:
-        raise ValueError(f"{what} must have 4 numbers [x1, y1, x2, y2], found {len(coordinates)}")
-    x1, y1, x2, y2 = (_finite(number, what) for number in coordinates)
-    if x2 < x1:
-        raise ValueError(f"{what} has x2 < x1 ({x2:g} < {x1:g})")
-    if y2 < y1:
-        raise ValueError(f"{what} has y2 < y1 ({y2:g} < {y1:g})")
-    return (x1, y1, x2, y2)
-
-
-def _boxes(value: Any, name: str, *, allow_empty: bool = True) -> tuple[Box, ...]:
-    items = _as_list(value, f"'{name}'", "a list of boxes")
-    boxes = tuple(_box(box, f"'{name}' box {index}") for index, box in enumerate(items, start=1))
-    if not boxes and not allow_empty:
-        raise ValueError(f"'{name}' is empty; a sample needs at least one box")
-    return boxes
-
-
-def _frame_size(value: Any) -> tuple[float, float]:
-    sizes = _as_list(value, "'frame_size'", "[width, height]")
-    if len(sizes) != 2:
-        raise ValueError(f"'frame_size' must be [width, height], found {len(sizes)} numbers")
-    width, height = (_finite(size, "'frame_size'") for size in sizes)
-    if width <= 0 or height <= 0:
-        raise ValueError(f"'frame_size' must be positive, found [{width:g}, {height:g}]")
-    return (width, height)
 
 
 def _plain_number(value: float) -> int | float:

@@ -32,6 +32,8 @@ from typing import Any
 
 import numpy as np
 
+from vgem.plain import mean_of
+
 Point = tuple[int, int]
 ModelBox = tuple[int, int, int, int]
 
@@ -72,11 +74,6 @@ def format_percent(rate: float | None) -> str:
 
 def _rate(part: int, whole: int) -> float | None:
     return part / whole if whole else None
-
-
-def _mean(values: Iterable[float | None]) -> float | None:
-    present = [value for value in values if value is not None]
-    return sum(present) / len(present) if present else None
 
 
 @dataclass(frozen=True)
@@ -151,7 +148,7 @@ class PointingGame:
             hits=hits,
             errors=sum(self._errors.values()),
             accuracy=_rate(hits, samples),
-            class_mean_accuracy=_mean(score.accuracy for score in classes.values()),
+            class_mean_accuracy=mean_of(score.accuracy for score in classes.values()),
             classes=classes,
         )
 
@@ -260,16 +257,16 @@ class SpatialAP:
                 samples=len(ious),
                 correct=correct,
                 precision=_rate(correct, len(ious)),
-                mean_iou=_mean(ious),
+                mean_iou=mean_of(ious),
             )
         all_ious = [iou for ious in self._ious.values() for iou in ious]
         correct = sum(score.correct for score in classes.values())
         return SpatialAPResult(
             samples=len(all_ious),
             correct=correct,
-            mean_ap=_mean(score.precision for score in classes.values()),
+            mean_ap=mean_of(score.precision for score in classes.values()),
             accuracy=_rate(correct, len(all_ious)),
-            mean_iou=_mean(all_ious),
+            mean_iou=mean_of(all_ious),
             iou_threshold=self.iou_threshold,
             mask_threshold=self.mask_threshold,
             classes=classes,

@@ -15,6 +15,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from vgem.plain import plain_json
+
 # Dataset keys are the names of the built-in dataset adapters.
 DATASET_TITLES: dict[str, str] = {
     "vhico": "V-HICO",
@@ -23,7 +25,7 @@ DATASET_TITLES: dict[str, str] = {
     "gyt": "GYT",
 }
 
-# Pointing-game accuracy in percent, paper Table 1 (../METHOD.md §7).
+# Pointing-game accuracy in percent, paper Table 1 (docs/method.md §7).
 PUBLISHED_ACCURACY: dict[str, dict[str, float]] = {
     "GEM, CLIP": {"vhico": 67.79, "daly": 78.52, "yc": 50.08, "gyt": 36.92},
     "GEM, ViCLIP": {"vhico": 65.08, "daly": 73.75, "yc": 53.62, "gyt": 51.28},
@@ -85,24 +87,27 @@ def match_paper_row(backbone: str, settings: Mapping[str, Any]) -> PaperMatch:
     if backbone_title is None:
         known = ", ".join(sorted({name for name in PAPER_BACKBONES if ":" not in name}))
         return PaperMatch(None, f"the paper ran no backbone '{backbone}' (it ran {known})")
-    method = PAPER_METHODS.get((settings.get("weighting"), settings.get("prompts")))
+    weighting, prompts = settings.get("weighting"), settings.get("prompts")
+    method = None
+    if weighting is not None and prompts is not None:
+        method = PAPER_METHODS.get((weighting, prompts))
     if method is None:
         return PaperMatch(
             None,
-            f"the paper reports no run with --weighting {settings.get('weighting')} and "
-            f"--prompts {settings.get('prompts')} (VideoGEM: combined + decomposed; "
+            f"the paper reports no run with weighting {weighting} and "
+            f"prompts {prompts} (VideoGEM: combined + decomposed; "
             "GEM: none + action)",
         )
-    defaults = Settings().to_dict()
+    defaults = Settings().with_defaults().to_dict()  # the method's constants: the paper's
     changed = [
         name
         for name, default in defaults.items()
         if name not in RUNTIME_SETTINGS
         and name not in ("weighting", "prompts")
-        and _plain(settings.get(name, default)) != _plain(default)
+        and plain_json(_given(settings, name, default)) != plain_json(default)
     ]
     if changed:
-        options = ", ".join("--" + name.replace("_", "-") for name in changed)
+        options = ", ".join(changed)
         verb = "differs" if len(changed) == 1 else "differ"
         return PaperMatch(None, f"{options} {verb} from the settings the paper used")
     row = f"{method}, {backbone_title}"
@@ -111,10 +116,7 @@ def match_paper_row(backbone: str, settings: Mapping[str, Any]) -> PaperMatch:
     return PaperMatch(row)
 
 
-def _plain(value: Any) -> Any:
-    """Tuples and lists compare alike, as settings come back from JSON as lists."""
-    if isinstance(value, Mapping):
-        return {key: _plain(item) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [_plain(item) for item in value]
-    return value
+def _given(settings: Mapping[str, Any], name: str, default: Any) -> Any:
+    """A setting's value; an absent or None one (the backbone's default) is the default."""
+    value = settings.get(name)
+    return default if value is None else value

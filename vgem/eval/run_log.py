@@ -17,10 +17,12 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
-from vgem.errors import VgemError
-from vgem.eval.manifest import Sample, sample_to_record
+from vgem.errors import VgemError, os_error_text
+from vgem.eval.manifest import sample_to_record
+from vgem.plain import plain_json
 
 if TYPE_CHECKING:
+    from vgem.eval.samples import Sample, VideoSample
     from vgem.settings import Settings
 
 
@@ -49,6 +51,11 @@ def sample_fingerprint(sample: Sample) -> str:
     return fingerprint(sample_to_record(sample))
 
 
+def video_fingerprint(sample: VideoSample) -> str:
+    """Changes whenever a video's annotation changes (a moved boundary, a new box)."""
+    return fingerprint(sample.to_record())
+
+
 def run_identity(
     backbone: str, weights: str | None, settings: Settings, source_fps: float
 ) -> dict[str, Any]:
@@ -64,8 +71,8 @@ def run_identity(
         "backbone": backbone.strip(),
         "weights": _weights_identity(weights),
         "source_fps": float(source_fps),
-        # Through JSON once, so tuples become lists as they will when read back.
-        "settings": json.loads(json.dumps(method)),
+        # As JSON reads it back (tuples as lists), so that the hash is that of the file.
+        "settings": plain_json(method),
     }
 
 
@@ -123,7 +130,7 @@ class PredictionLog:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             lock = (self.run_dir / LOCK_FILE).open("a+b")
         except OSError as error:
-            reason = os_error_reason(error)
+            reason = os_error_text(error)
             raise RunError(f"Cannot use the run directory {self.run_dir}: {reason}.") from error
         try:
             _lock_exclusively(lock, self.run_dir)
@@ -133,7 +140,7 @@ class PredictionLog:
             try:
                 handle = self.path.open("a+b")
             except OSError as error:
-                raise RunError(f"Cannot write {self.path}: {os_error_reason(error)}.") from error
+                raise RunError(f"Cannot write {self.path}: {os_error_text(error)}.") from error
             with handle:
                 _cut_torn_tail(handle)
                 self._lock, self._handle = lock, handle
@@ -163,7 +170,8 @@ def _lock_exclusively(lock: BinaryIO, run_dir: Path) -> None:
         fcntl.flock(lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         raise RunError(
-            f"Another vgem eval is running in {run_dir}; wait for it or choose another --run-dir."
+            f"Another vgem eval is running in {run_dir}; wait for it or choose another `run_dir`.",
+            settings=("run_dir",),
         ) from None
 
 
@@ -189,10 +197,6 @@ def _cut_torn_tail(handle: BinaryIO) -> None:
         os.fsync(handle.fileno())
 
 
-def os_error_reason(error: OSError) -> str:
-    return error.strerror or str(error)
-
-
 # --------------------------------------------------------------------------- resume rule
 
 
@@ -208,7 +212,7 @@ def current_records(
     Lines from other settings, of samples outside the selection, or of a
     sample whose manifest entry has changed since are ignored.
     ``fingerprint_of`` identifies a sample's annotation (default
-    :func:`sample_fingerprint`; whole-video runs pass their own).
+    :func:`sample_fingerprint`; whole-video runs pass :func:`video_fingerprint`).
     """
     identify = fingerprint_of or sample_fingerprint
     wanted = {sample.id: identify(sample) for sample in samples}
@@ -217,24 +221,9 @@ def current_records(
         sample_id = record.get("id")
         if (
             record.get("settings") == settings_hash
+            and isinstance(sample_id, str)  # sample ids are strings
             and sample_id in wanted
             and record.get("sample") == wanted[sample_id]
         ):
             latest[sample_id] = dict(record)
     return latest
-
-
-def is_finished(
-    record: Mapping[str, Any] | None, metrics: Iterable[str], *, retry_errors: bool = False
-) -> bool:
-    """Whether a sample's line means it must not be grounded again.
-
-    An error is final unless errors are retried (the video may have been
-    fixed since); a line from a run without ``map`` lacks the IoU that a run
-    with it needs.
-    """
-    if record is None:
-        return False
-    if "error" in record:
-        return not retry_errors
-    return "hit" in record and ("map" not in set(metrics) or "iou" in record)

@@ -39,11 +39,11 @@ import os
 import pickle
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
-from vgem.errors import DatasetError
+from vgem.errors import DatasetError, os_error_text
 
 _NUMPY_CORES = ("numpy.core", "numpy._core")
 _PLAIN_DTYPE = re.compile(r"b1|[iu][1248]|f(2|4|8|16)|c(8|16|32)|[SU]\d+|O[48]")
@@ -60,8 +60,7 @@ def safe_load(path: str | os.PathLike[str], *, encoding: str = "latin1") -> Any:
     try:
         data = pickle_path.read_bytes()
     except OSError as error:
-        reason = error.strerror or str(error)
-        raise DatasetError(f"Cannot read {pickle_path}: {reason}.") from error
+        raise DatasetError(f"Cannot read {pickle_path}: {os_error_text(error)}.") from error
     return safe_loads(data, source=pickle_path.name, encoding=encoding)
 
 
@@ -195,6 +194,7 @@ def _materialize(value: Any, memo: dict[int, Any]) -> Any:
         memo[key] = items
         items.extend(_materialize(item, memo) for item in value)
         return items
+    result: Any
     if isinstance(value, (tuple, set, frozenset)):
         result = type(value)(_materialize(item, memo) for item in value)
     elif isinstance(value, _PickledArray):
@@ -290,4 +290,6 @@ def _array_from_buffer(pickled: _PickledBuffer) -> np.ndarray:
 
 def _scalar(pickled: _PickledScalar) -> np.generic:
     dtype = _dtype(pickled.dtype)
-    return _from_bytes(pickled.data, dtype, (), False)[()]
+    # Indexing a 0-d array with () yields its numpy scalar (never an object:
+    # _from_bytes refuses object dtypes); numpy's stubs only say ndarray.
+    return cast(np.generic, _from_bytes(pickled.data, dtype, (), False)[()])

@@ -1,7 +1,7 @@
 """Scoring *when* (and where) actions happen in whole videos: the untrimmed-video metrics.
 
 Pure functions and small accumulators on seconds, intervals and scores; no
-files, no models. vgem.eval.spatiotemporal turns prediction lines and
+files, no models. vgem.eval.tasks turns prediction lines and
 annotations into their inputs. Every definition below is written out with a
 worked example in the README ("Untrimmed videos: when and where").
 
@@ -44,19 +44,17 @@ segment mAP; tube IoU (:func:`tube_iou`) for video mAP.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import asdict, dataclass, field
 from typing import Any
+
+from vgem.plain import mean_of
 
 Interval = tuple[float, float]
 
 SEGMENT_MAP_THRESHOLDS = (0.3, 0.4, 0.5, 0.6, 0.7)
 VIDEO_MAP_THRESHOLDS = (0.1, 0.2, 0.3, 0.4, 0.5)
-
-
-def _mean(values: Iterable[float | None]) -> float | None:
-    present = [value for value in values if value is not None]
-    return sum(present) / len(present) if present else None
 
 
 # --------------------------------------------------------------------------- time
@@ -154,7 +152,7 @@ class RatioAverager:
             pooled[1] += denominator
             if denominator:
                 values.append(numerator / denominator)
-        video_value = _mean(values)
+        video_value = mean_of(values)
         if video_value is not None:
             self._video_values.append(video_value)
         return video_value
@@ -167,8 +165,8 @@ class RatioAverager:
             for name, (numerator, denominator) in sorted(self._pooled.items())
         }
         return AveragedRatio(
-            video_mean=_mean(self._video_values),
-            class_mean=_mean(ratio.value for ratio in classes.values()),
+            video_mean=mean_of(self._video_values),
+            class_mean=mean_of(ratio.value for ratio in classes.values()),
             videos=len(self._video_values),
             classes=classes,
         )
@@ -181,7 +179,7 @@ def overlap_counts(predicted: set[int], truth: set[int]) -> tuple[int, int, int]
 
 
 def iou_pointing_counts(
-    predicted: set[int], truth: set[int], hits: set[int], ignored: set[int] = frozenset()
+    predicted: set[int], truth: set[int], hits: set[int], ignored: AbstractSet[int] = frozenset()
 ) -> tuple[int, int]:
     """``(hits, |P ∪ G|)`` of one class in one video.
 
@@ -305,13 +303,13 @@ def mean_average_precision(
                 _class_ap(ranked[label], truths, label, overlap, threshold, truth_count[label])
             )
     per_threshold = {
-        threshold_key(threshold): _mean(classes[label][position] for label in labels)
+        threshold_key(threshold): mean_of(classes[label][position] for label in labels)
         for position, threshold in enumerate(thresholds)
     }
     return MeanAPResult(
         thresholds=tuple(float(threshold) for threshold in thresholds),
         map=per_threshold,
-        mean=_mean(per_threshold.values()),
+        mean=mean_of(per_threshold.values()),
         classes=classes,
         detections=sum(len(ranked[label]) for label in labels),
         truths=sum(truth_count[label] for label in labels),

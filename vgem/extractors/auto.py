@@ -51,9 +51,11 @@ class AutoExtractor:
 
     name = "auto"
 
-    def __init__(self, model_dir: str | Path | None = None) -> None:
+    def __init__(
+        self, model_dir: str | Path | None = None, cache_dir: str | Path | None = None
+    ) -> None:
         self._label = LabelExtractor()
-        self._stanza = StanzaExtractor(model_dir)
+        self._stanza = StanzaExtractor(model_dir, cache_dir)
 
     def extract(self, query: str) -> Extraction:
         action = normalize_sentence(query)  # rejects empty and punctuation-only queries

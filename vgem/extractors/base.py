@@ -3,7 +3,7 @@
 An extractor turns a query into candidate verbs and objects; the prompt
 templates (vgem.prompts) turn those into text prompts. Several candidates are
 allowed: the grounder keeps, per clip, the one whose prompt matches the clip
-best (../METHOD.md §5).
+best (docs/method.md §5).
 """
 
 from __future__ import annotations

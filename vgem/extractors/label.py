@@ -1,6 +1,6 @@
 """The ``label`` extractor: dataset-style labels split without any NLP model.
 
-Shapes (../METHOD.md §5): ``verb_object`` and ``verb object…`` (the first word
+Shapes (docs/method.md §5): ``verb_object`` and ``verb object…`` (the first word
 is the verb, the rest the object), CamelCase (``BrushingTeeth`` reads
 ``Brushing Teeth``), and a single word (a verb without an object). The split
 follows the authors' code so the prompts, and hence the heatmaps, match theirs.

@@ -1,6 +1,6 @@
 """The ``stanza`` extractor: candidate verbs and objects of a free sentence.
 
-The paper (../METHOD.md §5) lets an NLP tagger list every verb and noun of the
+The paper (docs/method.md §5) lets an NLP tagger list every verb and noun of the
 query and keeps, per clip, the candidate whose prompt matches the clip best.
 Extra candidates are therefore cheap, but each one should read well in its
 template, which is what the rules below are about.
@@ -8,7 +8,7 @@ template, which is what the rules below are about.
 The rules live in :func:`extract_from_document`, a pure function of a stanza
 ``Document``, so they are tested without any model. The pipeline is built on
 first use, once per process and model directory, and never downloads: models
-come from ``vgem fetch --nlp`` so that grounding works offline.
+come from ``vgem fetch`` (NLP models) so that grounding works offline.
 
 stanza (and torch behind it) is imported only when a pipeline is built, so
 importing this module is free.
@@ -24,12 +24,13 @@ from typing import Any
 from vgem.errors import VgemError
 from vgem.extractors.base import Extraction, has_words, normalize_sentence
 
-#: The processors the extractor needs; ``vgem fetch --nlp`` downloads these.
+#: The processors the extractor needs; ``vgem fetch`` downloads these with the NLP models.
 PROCESSORS = "tokenize,pos,lemma,depparse"
 LANGUAGE = "en"
 
 ENABLE_HINT = (
-    "install it with `pip install 'vgem[nlp]'` and fetch its models with `vgem fetch --nlp`"
+    "install it with `pip install 'vgem[nlp]'` and fetch its models with `vgem fetch` "
+    "(its NLP models)"
 )
 
 # A verb particle turns "pick" into "pick up": the phrasal verb is the action.
@@ -120,15 +121,20 @@ def extract_from_document(document: Any) -> tuple[tuple[str, ...], tuple[str, ..
     return _unique(verbs), _unique(objects)
 
 
-def resolve_model_dir(model_dir: str | Path | None = None) -> Path | None:
+def resolve_model_dir(
+    model_dir: str | Path | None = None, cache_dir: str | Path | None = None
+) -> Path | None:
     """Where stanza's models are read from; ``None`` means stanza's own default.
 
-    Resolved at use rather than at construction so that ``--cache-dir``, which
-    sets ``VGEM_CACHE``, still applies to an extractor loaded before it.
+    ``model_dir`` is stanza's folder itself; ``cache_dir`` is vgem's model
+    cache (the folder ``vgem fetch`` fills), whose ``stanza`` subfolder holds
+    them; without either, the ``VGEM_CACHE`` environment variable names that
+    cache. Resolved at use rather than at construction, so a variable set
+    after an extractor was made still applies.
     """
     if model_dir is not None:
         return Path(model_dir).expanduser()
-    cache = os.environ.get("VGEM_CACHE")
+    cache = cache_dir if cache_dir is not None else os.environ.get("VGEM_CACHE")
     if cache:
         return Path(cache).expanduser() / "stanza"
     return None
@@ -159,7 +165,9 @@ def build_pipeline(model_dir: Path | None) -> DocumentParser:
     except FileNotFoundError as error:
         raise NlpUnavailable(
             f"stanza's English models are not in {location}; fetch them with "
-            "`vgem fetch --nlp` (or point VGEM_CACHE / --cache-dir at a copy)."
+            "`vgem fetch` (its NLP models), or point the model cache (`cache_dir`, or "
+            "VGEM_CACHE) at a copy.",
+            settings=["cache_dir"],
         ) from error
 
 
@@ -174,7 +182,7 @@ def pipeline_for(model_dir: Path | None) -> DocumentParser:
 
 
 def forget_pipelines() -> None:
-    """Drop the cached pipelines, e.g. after ``vgem fetch --nlp`` in the same process."""
+    """Drop the cached pipelines, e.g. after fetching the models in the same process."""
     _pipelines.clear()
 
 
@@ -183,12 +191,15 @@ class StanzaExtractor:
 
     name = "stanza"
 
-    def __init__(self, model_dir: str | Path | None = None) -> None:
+    def __init__(
+        self, model_dir: str | Path | None = None, cache_dir: str | Path | None = None
+    ) -> None:
         self._model_dir = model_dir
+        self._cache_dir = cache_dir
 
     @property
     def model_dir(self) -> Path | None:
-        return resolve_model_dir(self._model_dir)
+        return resolve_model_dir(self._model_dir, self._cache_dir)
 
     def extract(self, query: str) -> Extraction:
         action = normalize_sentence(query)

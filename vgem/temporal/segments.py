@@ -12,6 +12,7 @@ however long the video.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -41,12 +42,27 @@ class TemporalSettings:
                 object.__setattr__(self, "threshold", float(self.threshold))
             except ValueError:
                 raise SettingsError(
-                    f"--threshold must be a number in [0, 1] or 'auto', not {self.threshold!r}."
+                    f"`threshold` must be a number in [0, 1] or 'auto', not {self.threshold!r}.",
+                    settings=["threshold"],
                 ) from None
-        if not isinstance(self.threshold, str) and not 0 <= self.threshold <= 1:
-            raise SettingsError("--threshold must lie in [0, 1] (scores are normalized per query).")
-        if self.min_segment < 0 or self.max_gap < 0 or self.boundary_window < 0:
-            raise SettingsError("--min-segment, --max-gap and the boundary window must be ≥ 0.")
+        if not isinstance(self.threshold, str) and not (
+            math.isfinite(self.threshold) and 0 <= self.threshold <= 1
+        ):
+            raise SettingsError(
+                "`threshold` must lie in [0, 1] (scores are normalized per query).",
+                settings=["threshold"],
+            )
+        for name in ("min_segment", "max_gap", "boundary_window"):
+            value = getattr(self, name)
+            if not (isinstance(value, int | float) and math.isfinite(value) and value >= 0):
+                raise SettingsError(
+                    f"`{name}` must be a finite number of seconds ≥ 0, not {value!r}.",
+                    settings=[name],
+                )
+        if not isinstance(self.scorer, str) or not self.scorer.strip():
+            raise SettingsError(
+                f"`scorer` must name a plugin, not {self.scorer!r}.", settings=["scorer"]
+            )
 
 
 @dataclass(frozen=True)
@@ -147,6 +163,7 @@ def segments_from_labels(
         if not current:
             return
         query = labels[current[0]]
+        assert query is not None  # only labelled positions join a segment
         start, end = times[current[0]], times[current[-1]] + step
         if end - start >= min_segment - 1e-9:
             score = float(np.mean([scores[i, query] for i in current]))

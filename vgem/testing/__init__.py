@@ -13,9 +13,10 @@ whose message names the problem and where to look::
         check_adapter(adapter, reference_text=lambda texts: my_model.encode_text(texts))
 
 Every ``check_*`` function can also be called alone, and ``python -m
-vgem.testing BACKBONE [--weights PATH]`` runs the kit on an installed backbone
-without pytest. The checks run on random pixels, so tiny random-weight models
-are enough; they need no GPU.
+vgem.testing BACKBONE`` (vgem/testing/__main__.py) runs the whole kit on an
+installed backbone without pytest, its loader's refusal of code included.
+The checks run on random pixels, so tiny random-weight models are enough;
+they need no GPU.
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ __all__ = [
     "sample_clip",
 ]
 
+from vgem.errors import first_line
 from vgem.testing.common import (
     DEFAULT_PROMPTS,
     DEFAULT_TOLERANCE,
@@ -52,7 +54,6 @@ from vgem.testing.common import (
     ConformanceError,
     ConformanceReport,
     TextReference,
-    _first_line,
     sample_clip,
 )
 from vgem.testing.layout_check import check_token_layout
@@ -71,6 +72,7 @@ from vgem.testing.runtime_checks import (
 
 if TYPE_CHECKING:
     from vgem.backbones.base import BackboneAdapter
+    from vgem.testing.common import CheckStatus
 
 CHECKS: tuple[str, ...] = (
     "shapes",
@@ -139,38 +141,12 @@ def check_adapter(
             problems.extend(f"{name}: {problem}" for problem in failure.problems)
             report.outcomes.append(CheckOutcome(name, "failed", "; ".join(failure.problems)))
         except Exception as error:  # a crash inside an adapter method is a finding too
-            problem = f"{name}: crashed with {type(error).__name__}: {_first_line(error)}"
+            problem = f"{name}: crashed with {type(error).__name__}: {first_line(error)}"
             problems.append(problem)
             report.outcomes.append(CheckOutcome(name, "failed", problem))
         else:
-            status = "skipped" if detail.startswith("skipped") else "passed"
+            status: CheckStatus = "skipped" if detail.startswith("skipped") else "passed"
             report.outcomes.append(CheckOutcome(name, status, detail))
     if problems:
         raise ConformanceError(problems, adapter=report.adapter)
     return report
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m vgem.testing BACKBONE [--weights PATH]``: the kit without pytest."""
-    import argparse
-
-    from vgem.backbones import load_backbone
-    from vgem.errors import VgemError
-
-    parser = argparse.ArgumentParser(
-        prog="python -m vgem.testing", description="Check a backbone adapter against the contract."
-    )
-    parser.add_argument("backbone", help="a vgem.backbones name, e.g. hf-clip:FOLDER")
-    parser.add_argument("--weights", help="a local checkpoint instead of the hub cache")
-    options = parser.parse_args(argv)
-    try:
-        adapter = load_backbone(options.backbone, options.weights)
-        report = check_adapter(adapter)
-    except VgemError as error:
-        print(f"error: {error}")
-        return 2
-    except ConformanceError as failure:
-        print(failure)
-        return 1
-    print(report)
-    return 0

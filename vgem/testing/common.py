@@ -12,7 +12,8 @@ from vgem.backbones.base import BackboneAdapter, run_block
 if TYPE_CHECKING:
     import torch
 
-    from vgem.gem import GemConfig, VideoAttention
+    from vgem.gem import VideoAttention
+    from vgem.settings import Settings
 
 DEFAULT_PROMPTS: tuple[str, ...] = (
     "a person cutting an onion",
@@ -20,6 +21,8 @@ DEFAULT_PROMPTS: tuple[str, ...] = (
     "pour",
 )
 DEFAULT_TOLERANCE = 1e-4
+
+CheckStatus = Literal["passed", "failed", "skipped"]
 
 TextReference = Callable[[list[str]], "torch.Tensor"]
 ClipReference = Callable[["torch.Tensor"], "torch.Tensor"]
@@ -45,7 +48,7 @@ class CheckOutcome:
     """One check's result; ``detail`` says what was (or was not) compared."""
 
     name: str
-    status: Literal["passed", "failed", "skipped"]
+    status: CheckStatus
     detail: str = ""
 
 
@@ -80,10 +83,10 @@ def sample_clip(adapter: BackboneAdapter, batch: int = 2, seed: int = 0) -> torc
     size = preprocessing.input_size
     generator = torch.Generator().manual_seed(seed)
     shape = (batch, preprocessing.frames_per_clip, 3, size, size)
-    return torch.randn(shape, generator=generator).to(adapter.device, _module_dtype(adapter))
+    return torch.randn(shape, generator=generator).to(adapter.device, module_dtype(adapter))
 
 
-def _module_dtype(adapter: BackboneAdapter) -> torch.dtype:
+def module_dtype(adapter: BackboneAdapter) -> torch.dtype:
     import torch
 
     for tensor in adapter.module.parameters():
@@ -92,7 +95,7 @@ def _module_dtype(adapter: BackboneAdapter) -> torch.dtype:
     return torch.float32
 
 
-def _original_path(adapter: BackboneAdapter, clip: torch.Tensor) -> torch.Tensor:
+def original_path(adapter: BackboneAdapter, clip: torch.Tensor) -> torch.Tensor:
     """The final tokens of the plain path: embed, then every block through ``run_block``."""
     tokens = adapter.embed(clip)
     for block in adapter.blocks:
@@ -100,19 +103,19 @@ def _original_path(adapter: BackboneAdapter, clip: torch.Tensor) -> torch.Tensor
     return tokens
 
 
-def _max_difference(actual: torch.Tensor, expected: torch.Tensor) -> tuple[float, float]:
+def max_difference(actual: torch.Tensor, expected: torch.Tensor) -> tuple[float, float]:
     """(max absolute difference, the same relative to the largest expected value)."""
     difference = (actual.double() - expected.double()).abs().max().item()
     scale = max(expected.double().abs().max().item(), 1e-12)
     return difference, difference / scale
 
 
-def _what(adapter: BackboneAdapter) -> str:
+def clip_kind(adapter: BackboneAdapter) -> str:
     return "video" if adapter.preprocessing.frames_per_clip > 1 else "image"
 
 
 @contextlib.contextmanager
-def _evaluating(adapter: BackboneAdapter) -> Iterator[None]:
+def evaluating(adapter: BackboneAdapter) -> Iterator[None]:
     """No autograd, module in eval mode: how the Grounder runs an adapter."""
     import torch
 
@@ -121,20 +124,18 @@ def _evaluating(adapter: BackboneAdapter) -> Iterator[None]:
         yield
 
 
-def _gem_config(
+def gem_settings(
     adapter: BackboneAdapter, removal_layers: int, video_attention: VideoAttention = "joint"
-) -> GemConfig:
-    """A GEM setting every adapter can run: the authors' depth capped at the model's."""
-    from vgem.gem import GemConfig
+) -> Settings:
+    """A GEM setting every adapter can run: the authors' depth capped at the model's,
+    checked against the adapter."""
+    from vgem.settings import DEPTH, Settings
 
-    depth = min(GemConfig().depth, len(adapter.blocks))
-    return GemConfig(
+    depth = min(DEPTH, len(adapter.blocks))
+    dynamic_layers = min(removal_layers, depth)
+    return Settings(
         depth=depth,
-        removal_layers=min(removal_layers, depth),
+        weighting="combined" if dynamic_layers else "static",
+        dynamic_layers=dynamic_layers,
         video_attention=video_attention,
-    )
-
-
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip().splitlines()
-    return text[0] if text else type(error).__name__
+    ).for_adapter(adapter)

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from vgem.backbones.base import BackboneAdapter, TokenLayout
+from vgem.backbones.base import BackboneAdapter, TokenLayout, TokenOrder
 from vgem.testing.common import (
     ConformanceError,
-    _evaluating,
-    _gem_config,
+    evaluating,
+    gem_settings,
     sample_clip,
 )
 
@@ -34,7 +34,7 @@ def check_token_layout(adapter: BackboneAdapter, *, seed: int = 0) -> str:
         )
     cells = _probe_cells(rows, columns)
     probes = [(frame, row, column) for frame in range(layout.frames) for row, column in cells]
-    with _evaluating(adapter):
+    with evaluating(adapter):
         clean = sample_clip(adapter, batch=1, seed=seed)
         planted = torch.cat([_plant(clean, probe, layout, size, seed) for probe in probes])
         change = (adapter.embed(planted) - adapter.embed(clean)).norm(dim=-1)
@@ -80,7 +80,7 @@ def _layout_problem(layout: TokenLayout, probe, found: int, expected: int) -> st
     )
     if found < layout.prefix_tokens:
         return f"{head}; a prefix token changed: check prefix_tokens"
-    other = "patch-major" if layout.order == "frame-major" else "frame-major"
+    other: TokenOrder = "patch-major" if layout.order == "frame-major" else "frame-major"
     alternative = TokenLayout(layout.frames, layout.grid, layout.prefix_tokens, other)
     rows, columns = layout.grid
     transposed = TokenLayout(layout.frames, (columns, rows), layout.prefix_tokens, layout.order)
@@ -107,8 +107,8 @@ def _check_planted_heatmap(adapter, clean, cells, layout: TokenLayout, size: int
     target = adapter.preprocessing.target_index
     probes = [(target, row, column) for row, column in cells]
     clips = torch.cat([clean, *(_plant(clean, probe, layout, size, seed) for probe in probes)])
-    with _evaluating(adapter):
-        gem_pass = gem_forward(adapter, clips, _gem_config(adapter, 0), target)
+    with evaluating(adapter):
+        gem_pass = gem_forward(adapter, clips, gem_settings(adapter, 0), target)
         features = adapter.head(gem_pass.terms.sum(dim=0))  # plain GEM: every term weighs 1
     change = (features[1:] - features[:1]).norm(dim=-1)
     columns = layout.grid[1]

@@ -11,10 +11,10 @@ from vgem.testing.common import (
     ClipReference,
     ConformanceError,
     TextReference,
-    _evaluating,
-    _max_difference,
-    _original_path,
-    _what,
+    clip_kind,
+    evaluating,
+    max_difference,
+    original_path,
     sample_clip,
 )
 
@@ -45,7 +45,7 @@ def check_shapes(adapter: BackboneAdapter) -> str:
         problems.append(
             f"context_length must be an int of at least 2, not {adapter.context_length!r}"
         )
-    with _evaluating(adapter):
+    with evaluating(adapter):
         clip = sample_clip(adapter)
         tokens = adapter.embed(clip)
         expected = (clip.shape[0], layout.num_tokens)
@@ -99,11 +99,11 @@ def check_final_norm(adapter: BackboneAdapter) -> str:
     head that is only the projection scales with its input. The property is
     checked on the model's own final tokens, so it needs no reference.
     """
-    with _evaluating(adapter):
-        tokens = _original_path(adapter, sample_clip(adapter))[:, :4]
+    with evaluating(adapter):
+        tokens = original_path(adapter, sample_clip(adapter))[:, :4]
         plain = adapter.head(tokens)
         scaled = adapter.head(tokens * _TOKEN_SCALE)
-    _, relative = _max_difference(scaled, plain)
+    _, relative = max_difference(scaled, plain)
     if relative > _FINAL_NORM_TOLERANCE:
         raise ConformanceError(
             f"missing final norm: head() changes by {relative:.3g} (relative) when its input "
@@ -135,10 +135,10 @@ def check_original_path(
             "to call your model's own image/video encoder, or pass reference_clip="
         )
     reference = reference_clip or adapter.encode_clip
-    what = _what(adapter)
-    with _evaluating(adapter):
+    what = clip_kind(adapter)
+    with evaluating(adapter):
         clip = sample_clip(adapter)
-        path = adapter.head(_original_path(adapter, clip)[:, 0])
+        path = adapter.head(original_path(adapter, clip)[:, 0])
         try:
             own = reference(clip)
         except Exception as error:
@@ -153,7 +153,7 @@ def check_original_path(
             f"the original path gives {what} features {list(path.shape)} but the model's own "
             f"{what} embedding is {list(own.shape)}: check head() (ln_post, then proj)"
         )
-    absolute, relative = _max_difference(path, own)
+    absolute, relative = max_difference(path, own)
     if relative > tolerance:
         hints = _path_hints(adapter, path, own, tolerance)
         raise ConformanceError(
@@ -171,7 +171,7 @@ def _path_hints(adapter: BackboneAdapter, path, own, tolerance: float) -> str:
         check_final_norm(adapter)
     except ConformanceError:
         return "; head() seems to skip the final norm (ln_post)"
-    if _max_difference(F.normalize(path, dim=-1), own)[1] <= tolerance:
+    if max_difference(F.normalize(path, dim=-1), own)[1] <= tolerance:
         return "; encode_clip() returns normalized embeddings, head() does not normalize"
     return ""
 
@@ -196,7 +196,7 @@ def check_text_encoder(
     import torch
 
     prompts = list(prompts)
-    with _evaluating(adapter):
+    with evaluating(adapter):
         together = adapter.encode_text(prompts)
         alone = torch.cat([adapter.encode_text([prompt]) for prompt in prompts])
         image_dimension = adapter.head(adapter.embed(sample_clip(adapter, batch=1))[:, 0]).shape[-1]
@@ -215,7 +215,7 @@ def check_text_encoder(
             f"embeddings but the image features are {image_dimension}-dim; encode_text() must "
             "end with the text projection, as the model's own text embedding does"
         )
-    absolute, relative = _max_difference(alone, together)
+    absolute, relative = max_difference(alone, together)
     if relative > tolerance:
         raise ConformanceError(
             f"encode_text() gives a prompt a different embedding when it is encoded together "
@@ -229,7 +229,7 @@ def check_text_encoder(
             f"text encoder skips the projection: encode_text() gives {dimension}-dim embeddings "
             f"but the reference text embedding is {reference.shape[-1]}-dim"
         )
-    absolute, relative = _max_difference(together, reference.to(together))
+    absolute, relative = max_difference(together, reference.to(together))
     if relative > tolerance:
         raise ConformanceError(
             f"encode_text() does not match the model's own text embedding (max diff "

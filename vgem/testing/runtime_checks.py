@@ -7,21 +7,24 @@ import pickle
 import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from vgem.backbones.base import BackboneAdapter
+from vgem.errors import first_line
 from vgem.testing.common import (
     DEFAULT_PROMPTS,
     DEFAULT_TOLERANCE,
     ConformanceError,
-    _evaluating,
-    _first_line,
-    _gem_config,
-    _max_difference,
-    _module_dtype,
-    _original_path,
+    evaluating,
+    gem_settings,
+    max_difference,
+    module_dtype,
+    original_path,
     sample_clip,
 )
+
+if TYPE_CHECKING:
+    from vgem.gem import VideoAttention
 
 
 def check_moves_with_module(adapter: BackboneAdapter, *, tolerance: float = 1e-3) -> str:
@@ -35,15 +38,15 @@ def check_moves_with_module(adapter: BackboneAdapter, *, tolerance: float = 1e-3
     """
     import torch
 
-    dtype = _module_dtype(adapter)
+    dtype = module_dtype(adapter)
     if dtype != torch.float32:
         return f"skipped: the module is {dtype}, the check needs float32"
-    with _evaluating(adapter):
+    with evaluating(adapter):
         clip = sample_clip(adapter, batch=1)
-        before = _original_path(adapter, clip)
+        before = original_path(adapter, clip)
         try:
             adapter.to(dtype=torch.float64)
-            after = _original_path(adapter, clip.double())
+            after = original_path(adapter, clip.double())
         except Exception as error:
             raise ConformanceError(
                 "after adapter.to(dtype=float64) the original path fails "
@@ -58,7 +61,7 @@ def check_moves_with_module(adapter: BackboneAdapter, *, tolerance: float = 1e-3
             f"after adapter.to(dtype=float64) embed() and the blocks still compute in "
             f"{after.dtype}: something the adapter hands over is not moved by to()"
         )
-    _, relative = _max_difference(after, before)
+    _, relative = max_difference(after, before)
     if relative > tolerance:
         raise ConformanceError(
             f"after adapter.to(dtype=float64) the original path changes (relative {relative:.3g})"
@@ -92,7 +95,7 @@ def check_weights_only(adapter: BackboneAdapter) -> str:
     except pickle.UnpicklingError as error:
         raise ConformanceError(
             "the module's state dict cannot be read back with torch.load(weights_only=True) "
-            f"({_first_line(error)}): keep only tensors in it"
+            f"({first_line(error)}): keep only tensors in it"
         ) from error
     changed = [
         key
@@ -157,7 +160,7 @@ def check_loader_refuses_code(load: Callable[[Path], Any], *, filename: str = "w
                 raise ConformanceError(
                     f"the loader refused a code-running {file_format} checkpoint, but with "
                     f"{type(refusal).__name__} rather than a VgemError (such as WeightsError), "
-                    f"which users see as a traceback: {_first_line(refusal)}"
+                    f"which users see as a traceback: {first_line(refusal)}"
                 ) from refusal
     return "code-running pickles refused in both formats"
 
@@ -178,7 +181,7 @@ def check_one_pass_serves_many_prompts(
     """Maps read for prompts A and B together equal A alone and B alone.
 
     vgem runs one visual pass per clip and mixes its K+1 layer terms per
-    prompt (../METHOD.md §3). That holds only if ``head()`` acts on each token
+    prompt (docs/method.md §3). That holds only if ``head()`` acts on each token
     on its own and the model has no randomness left in eval mode; a second
     pass must give the same maps.
     """
@@ -191,10 +194,10 @@ def check_one_pass_serves_many_prompts(
     if len(prompts) < 2:
         raise ValueError("give at least two prompts")
     # The Grounder's defaults: the authors' released variant for video backbones.
-    attention = "released" if adapter.token_layout().frames > 1 else "joint"
-    config = _gem_config(adapter, removal_layers=3, video_attention=attention)
+    attention: VideoAttention = "released" if adapter.token_layout().frames > 1 else "joint"
+    config = gem_settings(adapter, removal_layers=3, video_attention=attention)
     target = adapter.preprocessing.target_index
-    with _evaluating(adapter):
+    with evaluating(adapter):
         clip = sample_clip(adapter)
         text = F.normalize(adapter.encode_text(list(prompts[:2])).float(), dim=-1)
 
@@ -214,7 +217,7 @@ def check_one_pass_serves_many_prompts(
         alone = torch.cat(
             [maps(first, [0]), maps(gem_forward(adapter, clip, config, target), [1])], 1
         )
-    absolute, relative = _max_difference(together, alone)
+    absolute, relative = max_difference(together, alone)
     if relative > tolerance:
         raise ConformanceError(
             f"one visual pass does not serve many prompts: the maps of prompts read together "

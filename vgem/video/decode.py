@@ -9,14 +9,14 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Generator, Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
-from vgem.errors import InputError
-from vgem.video.probe import VideoInfo, first_line, list_frame_files, silence_resize_warning
+from vgem.errors import InputError, first_line
+from vgem.video.probe import VideoInfo, list_frame_files, silence_resize_warning
 from vgem.video.read_ahead import run_ahead
 from vgem.video.times import clip_frame_indices
 
@@ -48,7 +48,7 @@ def iter_frames(
     *,
     past_end: PastEnd = "error",
     read_ahead: int = DEFAULT_READ_AHEAD,
-) -> Iterator[tuple[int, np.ndarray]]:
+) -> Generator[tuple[int, np.ndarray], None, None]:
     """Yield ``(index, frame)`` for the requested frames, in increasing index order.
 
     ``frame`` is a writable H×W×3 uint8 RGB array at ``size = (width, height)``,
@@ -86,13 +86,13 @@ def iter_frames(
     return run_ahead(produce, max(1, read_ahead))
 
 
-def _no_frames() -> Iterator[tuple[int, np.ndarray]]:
+def _no_frames() -> Generator[tuple[int, np.ndarray], None, None]:
     yield from ()
 
 
 def iter_full_frames(
     info: VideoInfo, *, past_end: PastEnd = "error"
-) -> Iterator[tuple[int, np.ndarray]]:
+) -> Generator[tuple[int, np.ndarray], None, None]:
     """Every frame at the source size, streaming (for rendering)."""
     return iter_frames(info, range(info.frame_count), None, past_end=past_end)
 
@@ -107,7 +107,7 @@ def iter_clips(
     step: float,
     image_mode: bool = False,
     past_end: PastEnd = "error",
-) -> Iterator[tuple[int, np.ndarray]]:
+) -> Generator[tuple[int, np.ndarray], None, None]:
     """Yield ``(position in targets, clip)`` with clip a [T, H, W, 3] uint8 array.
 
     Clips come in order of target time (ties in the order given; for sorted
@@ -143,7 +143,7 @@ def _assemble_clips(
     last_clip_using: dict[int, int],
     size: tuple[int, int] | None,
     past_end: PastEnd,
-) -> Iterator[tuple[int, np.ndarray]]:
+) -> Generator[tuple[int, np.ndarray], None, None]:
     decoded = iter_frames(info, sorted(last_clip_using), size, past_end=past_end)
     frame_cache: dict[int, np.ndarray] = {}
     try:
@@ -318,5 +318,6 @@ def _load_frame_image(
             f"folder's frames are {info.width}x{info.height}; all frames must be one size"
         )
     if size is not None and tuple(size) != rgb_image.size:
-        rgb_image = rgb_image.resize(tuple(size), Image.BICUBIC)
+        # Pillow sets its filter constants with setattr, so its stubs lack them.
+        rgb_image = rgb_image.resize(size, Image.BICUBIC)  # type: ignore[attr-defined]
     return np.asarray(rgb_image, dtype=np.uint8).copy()

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
-from vgem.errors import InputError, SettingsError
+from vgem.errors import InputError, SettingsError, first_line
 
 logger = logging.getLogger(__name__)
 
@@ -229,6 +229,7 @@ def _choose_fps(
     # Exact rational arithmetic: 12 frames over 12/5 s is 5.0 fps, not 4.999….
     measured_fps = float(packet_count / stream_seconds) if stream_seconds else 0.0
     if header_fps > 0 and measured_fps > 0:
+        assert stream_seconds is not None  # a measured rate needs the stream's length
         if abs(measured_fps - header_fps) <= _HEADER_FPS_ROUNDING:
             return measured_fps
         if abs(stream_seconds * header_fps - packet_count) <= 1.0:
@@ -288,11 +289,6 @@ def _image_size(image_path: Path) -> tuple[int, int]:
             return image.size
     except (OSError, ValueError, Image.DecompressionBombError) as error:
         raise InputError(f"{image_path}: cannot decode the image ({first_line(error)})") from error
-
-
-def first_line(error: BaseException) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
 
 
 class _ResizeWarningFilter(logging.Filter):

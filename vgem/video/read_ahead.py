@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -18,7 +18,7 @@ class _Finished:
     error: BaseException | None = None
 
 
-def run_ahead(produce: Callable[[], Iterator[_T]], depth: int) -> Iterator[_T]:
+def run_ahead(produce: Callable[[], Iterator[_T]], depth: int) -> Generator[_T, None, None]:
     """Run ``produce()`` on a thread, ``depth`` items ahead of the consumer.
 
     Decoding (ffmpeg, PIL) releases the GIL, so it overlaps with model work.
@@ -56,7 +56,7 @@ def run_ahead(produce: Callable[[], Iterator[_T]], depth: int) -> Iterator[_T]:
             return
         offer(_Finished())
 
-    def consume() -> Iterator[_T]:
+    def consume() -> Generator[_T, None, None]:
         producer = threading.Thread(target=run_producer, name="vgem-decode", daemon=True)
         producer.start()
         try:

@@ -75,7 +75,7 @@ def clip_frame_indices(
     """The frames of the clip a backbone sees for one target time.
 
     Clip position ``i`` shows the frame at ``target_time + (i - target_index) *
-    step`` seconds, clamped to the first / last frame near the ends (METHOD.md
+    step`` seconds, clamped to the first / last frame near the ends (docs/method.md
     §6); ``image_mode`` repeats the target frame instead (paper Table 5).
     """
     if frames_per_clip < 1:

@@ -37,8 +37,6 @@ def test_grounding_with_the_example_plugins():
         backbone="toy-vit",
         extractor="keywords",
         aggregator="action-only",
-        depth=2,
-        dynamic_layers=2,
         device="cpu",
     )
     pixels = torch.randn(1, 1, 3, INPUT_SIZE, INPUT_SIZE)
@@ -47,3 +45,5 @@ def test_grounding_with_the_example_plugins():
     assert grounder.prompts_for(["pour water into the cup"])[0].extraction.objects == ("cup",)
     action_point = tuple(result.prompt_points[0, 0, 2].tolist())
     assert result.points[0][0] == action_point
+    # no method options were given: the spec's declared defaults were used
+    assert (grounder.settings.depth, grounder.settings.dynamic_layers) == (2, 2)

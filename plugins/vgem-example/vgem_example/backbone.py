@@ -20,4 +20,10 @@ def _load(variant: str | None, weights: str | None) -> ToyAdapter:
     return load_toy(weights)
 
 
-TOY_VIT = BackboneSpec(summary="toy random ViT from vgem-example (shows the contract)", load=_load)
+# The toy has 2 blocks, fewer than the paper's depth of 7: it declares the
+# GEM depth and dynamic layers that fit it, so it grounds with no method options.
+TOY_VIT = BackboneSpec(
+    summary="toy random ViT from vgem-example (shows the contract)",
+    load=_load,
+    defaults={"depth": 2, "dynamic_layers": 2},
+)

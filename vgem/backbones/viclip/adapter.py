@@ -7,7 +7,7 @@ so GEM adds no weights and moving the model moves everything.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from vgem.backbones.base import (
     IMAGENET_MEAN,
@@ -21,7 +21,7 @@ from vgem.backbones.base import (
 if TYPE_CHECKING:
     import torch
 
-    from vgem.backbones.viclip.model import ViCLIP, ViCLIPConfig
+    from vgem.backbones.viclip.model import ResidualAttentionBlock, ViCLIP, ViCLIPConfig
 
 
 class ViCLIPAdapter(BackboneAdapter):
@@ -53,6 +53,10 @@ class ViCLIPAdapter(BackboneAdapter):
     @property
     def blocks(self) -> list[Block]:
         """Fresh views each time, so they always point at the module's current tensors."""
+        # nn.ModuleList is typed as holding plain Modules; these are the model's blocks.
+        resblocks = cast(
+            "Sequence[ResidualAttentionBlock]", self.model.vision_encoder.transformer.resblocks
+        )
         return [
             Block(
                 ln_1=block.ln_1,
@@ -63,7 +67,7 @@ class ViCLIPAdapter(BackboneAdapter):
                 ln_2=block.ln_2,
                 mlp=block.mlp,
             )
-            for block in self.model.vision_encoder.transformer.resblocks
+            for block in resblocks
         ]
 
     def head(self, tokens: torch.Tensor) -> torch.Tensor:

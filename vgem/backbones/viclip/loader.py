@@ -85,15 +85,16 @@ def hub_weights_path(config: ViCLIPConfig) -> Path:
     if repo_id is None:
         raise WeightsError(
             f"{config.title} has no published weights on the Hugging Face hub: "
-            "pass --weights PATH to a ViCLIP checkpoint (.pth or .safetensors)."
+            "give a ViCLIP checkpoint (.pth or .safetensors) as `weights`.",
+            settings=["weights"],
         )
     return hub_download(
         repo_id,
         HUB_FILENAME,
         what=config.title,
         fetch_hint=(
-            f"run `vgem fetch --backbone {config.name}` with network access, or pass "
-            "--weights PATH to a local ViCLIP checkpoint (.pth or .safetensors)"
+            f"fetch them with `vgem fetch` (backbone {config.name}) where there is network, "
+            "or give a local ViCLIP checkpoint (.pth or .safetensors) as `weights`"
         ),
     )
 

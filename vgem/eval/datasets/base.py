@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
-from vgem.errors import DatasetError
-from vgem.eval.manifest import ManifestProblem, Sample
+from vgem.errors import DatasetError, os_error_text
+from vgem.eval.samples import ManifestProblem, Sample
 
 
 @runtime_checkable
@@ -27,7 +28,7 @@ class DatasetAdapter(Protocol):
     def read(self, root: Path) -> Iterator[Sample | ManifestProblem]: ...
 
 
-def dataset_root(root: str | Path) -> Path:
+def dataset_root(root: str | os.PathLike[str]) -> Path:
     """The root as a path, refused early when it is not a folder."""
     folder = Path(root).expanduser()
     if not folder.is_dir():
@@ -54,8 +55,7 @@ def load_json(path: Path) -> Any:
         with path.open(encoding="utf-8") as handle:
             return json.load(handle)
     except OSError as error:
-        reason = error.strerror or str(error)
-        raise DatasetError(f"Cannot read {path}: {reason}.") from error
+        raise DatasetError(f"Cannot read {path}: {os_error_text(error)}.") from error
     except ValueError as error:  # JSONDecodeError and bad UTF-8 alike
         raise DatasetError(f"{path.name} is not valid JSON: {error}.") from error
 

@@ -46,8 +46,8 @@ from vgem.eval.datasets.base import (
     first_existing,
     make_sample,
 )
-from vgem.eval.manifest import ManifestProblem, Sample
 from vgem.eval.safe_pickle import safe_load
+from vgem.eval.samples import ManifestProblem, Sample
 
 ANNOTATION_CANDIDATES = ("daly1.1.0.pkl", "annotations/daly1.1.0.pkl")
 RELATIVE_FRAME = (1, 1)

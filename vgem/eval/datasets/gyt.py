@@ -28,7 +28,7 @@ adapter, since matching the published figures is the point. A manifest is the
 way to evaluate another reading.
 
 Whole videos (``read_videos``, for ``vgem eval --task spatiotemporal`` and
-``--task temporal``): one :class:`~vgem.eval.spatiotemporal.VideoSample` per
+``--task temporal``): one :class:`~vgem.eval.samples.VideoSample` per
 video of ``box_anno.json``, whose queries are the video's distinct step names.
 Its ground-truth segments come from ``ground_seg.json`` when present (looked
 for at ``<root>/ground_seg.json``, ``<root>/annotations/ground_seg.json`` and
@@ -63,11 +63,13 @@ from vgem.eval.datasets.base import (
     load_json,
     make_sample,
 )
-from vgem.eval.manifest import ManifestProblem, Sample, _box
-from vgem.eval.spatiotemporal import (
+from vgem.eval.samples import (
+    ManifestProblem,
+    Sample,
     TruthBox,
     TruthSegment,
     VideoSample,
+    parse_box,
     segments_from_boxes,
 )
 
@@ -89,12 +91,8 @@ class GroundingYouTube:
     description = "GroundingYouTube: box_anno.json, one box per annotated second (1 fps)"
 
     def read(self, root: Path) -> Iterator[Sample | ManifestProblem]:
-        folder = dataset_root(root)
-        path = find_annotation(folder, ANNOTATION_CANDIDATES, "GroundingYouTube box_anno.json")
-        annotations = load_json(path)
-        if not isinstance(annotations, dict):
-            raise DatasetError(f"{path.name} should map video ids to lists of boxes.")
-        return self._samples(annotations, path.name)
+        annotations, source = _box_annotations(dataset_root(root))
+        return self._samples(annotations, source)
 
     def _samples(self, annotations: dict, source: str) -> Iterator[Sample | ManifestProblem]:
         ids = UniqueIds()
@@ -126,10 +124,7 @@ class GroundingYouTube:
     def read_videos(self, root: Path) -> Iterator[VideoSample | ManifestProblem]:
         """One whole-video sample per video of box_anno.json (see the module doc)."""
         folder = dataset_root(root)
-        path = find_annotation(folder, ANNOTATION_CANDIDATES, "GroundingYouTube box_anno.json")
-        annotations = load_json(path)
-        if not isinstance(annotations, dict):
-            raise DatasetError(f"{path.name} should map video ids to lists of boxes.")
+        annotations, source = _box_annotations(folder)
         segments_path = next(
             (folder / name for name in SEGMENT_CANDIDATES if (folder / name).is_file()), None
         )
@@ -138,7 +133,7 @@ class GroundingYouTube:
             segments = load_json(segments_path)
             if not isinstance(segments, dict):
                 raise DatasetError(f"{segments_path.name} should map video ids to segments.")
-        return self._videos(annotations, segments, path.name)
+        return self._videos(annotations, segments, source)
 
     def _videos(
         self, annotations: dict, segments: dict | None, source: str
@@ -165,11 +160,11 @@ class GroundingYouTube:
                 truth = segments_from_boxes(boxes)
             else:
                 for position, entry in enumerate(segments[video_id] or []):
-                    item = _truth_segment(entry, f"ground_seg.json {where} segment {position}")
-                    if isinstance(item, str):
-                        yield ManifestProblem(source, item)
+                    segment = _truth_segment(entry, f"ground_seg.json {where} segment {position}")
+                    if isinstance(segment, str):
+                        yield ManifestProblem(source, segment)
                     else:
-                        truth.append(item)
+                        truth.append(segment)
             steps = dict.fromkeys([s.step for s in truth] + [b.step for b in boxes])
             try:
                 yield VideoSample(
@@ -182,6 +177,15 @@ class GroundingYouTube:
                 )
             except ValueError as error:
                 yield ManifestProblem(source, f"{where}: {error}")
+
+
+def _box_annotations(folder: Path) -> tuple[dict, str]:
+    """box_anno.json, video id → its boxed seconds, and the file's name."""
+    path = find_annotation(folder, ANNOTATION_CANDIDATES, "GroundingYouTube box_anno.json")
+    annotations = load_json(path)
+    if not isinstance(annotations, dict):
+        raise DatasetError(f"{path.name} should map video ids to lists of boxes.")
+    return annotations, path.name
 
 
 def _truth_box(entry: Any, where: str) -> TruthBox | str:
@@ -197,7 +201,7 @@ def _truth_box(entry: Any, where: str) -> TruthBox | str:
     if not isinstance(step, str) or not step.strip():
         return f"{where}: 'step_name' must be a non-empty string"
     try:
-        box = _box(entry["box"], "'box'")
+        box = parse_box(entry["box"], "'box'")
     except ValueError as error:
         return f"{where}: {error}"
     return TruthBox(int(second), step, box)
@@ -226,7 +230,7 @@ def _number(value: Any) -> bool:
 
 def _whole(value: Any) -> bool:
     if isinstance(value, Integral) and not isinstance(value, bool):
-        return value >= 0
+        return int(value) >= 0
     return _number(value) and float(value).is_integer() and value >= 0
 
 

@@ -38,8 +38,8 @@ import numpy as np
 
 from vgem.errors import DatasetError
 from vgem.eval.datasets.base import UniqueIds, dataset_root, find_annotation, make_sample
-from vgem.eval.manifest import ManifestProblem, Sample
 from vgem.eval.safe_pickle import safe_load
+from vgem.eval.samples import ManifestProblem, Sample
 
 ANNOTATION_CANDIDATES = (
     "gt_bbox_test.json",

@@ -56,8 +56,8 @@ from vgem.eval.datasets.base import (
     load_json,
     make_sample,
 )
-from vgem.eval.manifest import ManifestProblem, Sample
 from vgem.eval.safe_pickle import safe_load
+from vgem.eval.samples import ManifestProblem, Sample
 
 BOXES_FILE = "final_dataset_annotations.pkl"
 SEGMENTS_FILE = "final_dataset_segments.pkl"
@@ -172,8 +172,12 @@ def _find(folder: Path, file_name: str) -> Path:
     return find_annotation(folder, candidates, f"YouCook-Interactions {file_name}")
 
 
-def _youcook_segment(entry: Any, start: Any) -> tuple[tuple[int, int], str, str] | None:
-    """The [start, end], sentence and recipe type of the YouCook2 segment starting at start."""
+def _youcook_segment(entry: Any, start: Any) -> tuple[tuple[int, int], Any, Any] | None:
+    """The [start, end], sentence and recipe type of the YouCook2 segment starting at start.
+
+    The sentence and recipe type are the file's values, unchecked: the sample
+    checks its query, and ``_video_path`` uses only a non-empty recipe string.
+    """
     if not isinstance(entry, dict):
         return None
     for annotation in entry.get("annotations", ()):
@@ -204,7 +208,8 @@ def _video_sizes(path: Path) -> dict[str, tuple[float, float]]:
         if not (
             isinstance(size, list)
             and len(size) == 2
-            and all(isinstance(value, Real) and value > 0 for value in size)
+            # JSON numbers are ints and floats (bools among the ints).
+            and all(isinstance(value, (int, float)) and value > 0 for value in size)
         ):
             raise DatasetError(
                 f"{path.name}: {video_id!r} should be [width, height], got {size!r}."

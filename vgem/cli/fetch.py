@@ -1,7 +1,6 @@
-"""``vgem fetch``: the command that prepares a machine to ground offline.
+"""``vgem fetch``: prepare a machine to ground offline.
 
-Kept out of vgem.cli so the app stays a list of commands; the logic is in
-:mod:`vgem.fetch`, this module only reads options and prints.
+The logic is in :mod:`vgem.fetch`; this module reads options and prints.
 """
 
 from __future__ import annotations
@@ -15,7 +14,8 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from vgem.cli_support import VERBOSE, stderr, user_errors
+from vgem.cli.console import in_flags, stderr, user_errors
+from vgem.cli.options import VERBOSE
 
 if TYPE_CHECKING:
     from rich.table import Table
@@ -46,7 +46,8 @@ def fetch_command(
         Path | None,
         typer.Option(
             help="Put stanza's models in DIR/stanza instead of $VGEM_CACHE/stanza; "
-            "export VGEM_CACHE=DIR so that `vgem ground` finds them.",
+            "export VGEM_CACHE=DIR (or pass `vgem ground --cache-dir DIR`) so that "
+            "`vgem ground` finds them.",
             metavar="DIR",
         ),
     ] = None,
@@ -72,11 +73,8 @@ def fetch_command(
         from vgem import fetch
         from vgem.errors import WeightsError
 
-        exported_cache = os.environ.get("VGEM_CACHE")
-        if cache_dir is not None:
-            # The stanza extractor reads VGEM_CACHE at use, so this is where it looks too.
-            os.environ["VGEM_CACHE"] = str(cache_dir.expanduser().resolve())
-        plan = fetch.make_plan(backbone or (), nlp)
+        chosen_cache = None if cache_dir is None else cache_dir.expanduser().resolve()
+        plan = fetch.make_plan(backbone or (), nlp, cache_dir=chosen_cache)
         if not check:
             _quiet_hub_logging(verbose)
             fetch.download(plan, verbose=verbose, report=_reporter(verbose))
@@ -84,7 +82,7 @@ def fetch_command(
         from rich.console import Console
 
         Console(soft_wrap=False).print(_table(plan, rows))
-        _remind_to_export(plan, exported_cache)
+        _remind_to_export(plan, chosen_cache)
         missing = [row for row in rows if row.missing]
         if missing:
             what = "Run `vgem fetch` with the same options where there is network"
@@ -108,19 +106,21 @@ def _table(plan: Plan, rows: Sequence[Requirement]) -> Table:
     for row in rows:
         status = Text(row.state, style=STATE_STYLES[row.state])
         if row.note:
-            status.append(f" ({row.note})")
+            status.append(f" ({in_flags(row.note, row.settings)})")
         table.add_row(Text(row.item), Text(row.kind), Text(row.location), status)
     return table
 
 
-def _remind_to_export(plan: Plan, exported_cache: str | None) -> None:
-    """--cache-dir only lasts for this process; `vgem ground` must be told too."""
-    chosen = os.environ.get("VGEM_CACHE")
-    if plan.nlp and chosen and chosen != exported_cache:
+def _remind_to_export(plan: Plan, chosen_cache: Path | None) -> None:
+    """--cache-dir only applies to this command; `vgem ground` must be told too."""
+    exported = os.environ.get("VGEM_CACHE")
+    if plan.nlp and chosen_cache is not None and str(chosen_cache) != exported:
+        folder = shlex.quote(str(chosen_cache))
         stderr.print(
             f"note: `vgem ground` looks for stanza's models under $VGEM_CACHE: "
-            f"export VGEM_CACHE={shlex.quote(chosen)}",
+            f"export VGEM_CACHE={folder} (or pass --cache-dir {folder})",
             markup=False,
+            soft_wrap=True,
         )
 
 

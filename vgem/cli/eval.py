@@ -1,0 +1,278 @@
+"""``vgem eval``: a benchmark (or any manifest) in, a table and results.json out.
+
+The command only translates its options into one :func:`vgem.eval.run` call
+and prints what comes back; everything else is the library's (vgem.eval).
+Its method options are the very declarations ``vgem ground`` uses
+(vgem.cli.options), so every ablation of the paper is one ``vgem eval`` with
+the flag that ``vgem ground`` would take.
+
+``--task`` picks what is scored: ``spatial`` (one frame per sample, the
+paper's protocol) or, on whole untrimmed videos, ``spatiotemporal`` and
+``temporal`` (vgem.eval.tasks), which take the ``--threshold``,
+``--min-segment``, ``--max-gap`` and ``--temporal-scorer`` of ``vgem ground
+--temporal``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+import vgem.eval
+from vgem.cli.console import stderr, user_errors
+from vgem.cli.options import QUIET, VERBOSE, MethodOptions, TemporalOptions, shared_options
+from vgem.cli.progress import EvalProgress
+from vgem.eval.engine import select
+from vgem.eval.report import render_tables, show_runs
+
+if TYPE_CHECKING:
+    from vgem.eval.samples import ManifestProblem
+    from vgem.eval.sources import SampleSource
+    from vgem.eval.tasks import Task
+
+DATA_PANEL = "What to evaluate"
+RUN_DIR_PANEL = "Run directory"
+REPORT_PANEL = "Report"
+DEFAULT_METRICS = "pointing,map"
+TASKS = ("spatial", "spatiotemporal", "temporal")
+PROBLEMS_SHOWN = 20
+RETRY_HINT = "run again with --retry-errors"
+
+
+@shared_options
+def eval_command(
+    task: Annotated[
+        str,
+        typer.Option(
+            help="spatial: one frame per sample (pointing game, spatial mAP); on whole "
+            "untrimmed videos (--dataset gyt): spatiotemporal (IoU+Pointing, video mAP) or "
+            "temporal (frame-wise IoU and IoD, segment mAP).",
+            rich_help_panel=DATA_PANEL,
+        ),
+    ] = "spatial",
+    dataset: Annotated[
+        str | None,
+        typer.Option(
+            "--dataset",
+            "-d",
+            help="Dataset plugin to read: gyt, yc, daly, vhico (see `vgem plugins`).",
+            rich_help_panel=DATA_PANEL,
+        ),
+    ] = None,
+    manifest: Annotated[
+        Path | None,
+        typer.Option(
+            help="A sample manifest (JSON Lines, see the README) instead of --dataset.",
+            rich_help_panel=DATA_PANEL,
+        ),
+    ] = None,
+    root: Annotated[
+        Path | None,
+        typer.Option(
+            help="Folder holding the dataset (annotations and videos); with --manifest, "
+            "videos are relative to it (default: the manifest's folder).",
+            rich_help_panel=DATA_PANEL,
+        ),
+    ] = None,
+    limit: Annotated[
+        int | None,
+        typer.Option(min=1, help="Evaluate only this many samples.", rich_help_panel=DATA_PANEL),
+    ] = None,
+    shuffle_seed: Annotated[
+        int | None,
+        typer.Option(
+            help="Shuffle the samples with this seed before --limit (a random subset).",
+            rich_help_panel=DATA_PANEL,
+        ),
+    ] = None,
+    source_fps: Annotated[
+        float, typer.Option(help="Frame rate of frame folders.", rich_help_panel=DATA_PANEL)
+    ] = 1.0,
+    export_manifest: Annotated[
+        Path | None,
+        typer.Option(
+            help="Write the samples as a manifest to this file and stop (loads no model).",
+            rich_help_panel=DATA_PANEL,
+        ),
+    ] = None,
+    run_dir: Annotated[
+        Path | None,
+        typer.Option(
+            help="Where predictions and results go "
+            "(default: runs/<dataset>-<backbone>-<settings hash>).",
+            rich_help_panel=RUN_DIR_PANEL,
+        ),
+    ] = None,
+    resume: Annotated[
+        bool,
+        typer.Option(
+            "--resume/--no-resume",
+            help="Skip samples the run directory already holds for these settings; "
+            "--no-resume starts over (the old predictions are kept aside).",
+            rich_help_panel=RUN_DIR_PANEL,
+        ),
+    ] = True,
+    retry_errors: Annotated[
+        bool,
+        typer.Option(
+            "--retry-errors",
+            help="Ground again the samples that failed before (e.g. once missing videos "
+            "are downloaded).",
+            rich_help_panel=RUN_DIR_PANEL,
+        ),
+    ] = False,
+    metrics: Annotated[
+        str,
+        typer.Option(
+            help="Metrics, comma-separated: pointing (pointing game), map (spatial mAP).",
+            rich_help_panel=REPORT_PANEL,
+        ),
+    ] = DEFAULT_METRICS,
+    compare: Annotated[
+        str | None,
+        typer.Option(
+            help="'paper': show the published accuracy (paper Table 1) beside ours.",
+            rich_help_panel=REPORT_PANEL,
+        ),
+    ] = None,
+    show: Annotated[
+        list[Path] | None,
+        typer.Option(
+            help="Show finished runs (a run directory, repeatable) side by side with their "
+            "average, instead of running.",
+            rich_help_panel=REPORT_PANEL,
+        ),
+    ] = None,
+    *,
+    method: MethodOptions,
+    when: TemporalOptions,
+    quiet: Annotated[bool, QUIET] = False,
+    verbose: Annotated[bool, VERBOSE] = False,
+) -> None:
+    """Evaluate grounding on a benchmark or manifest: pointing game and spatial mAP,
+    or (--task) when and where steps happen in whole videos."""
+    with user_errors(verbose):
+        from vgem.errors import SettingsError
+
+        compare_paper = _compare_choice(compare)
+        if show:
+            if dataset is not None or manifest is not None or export_manifest is not None:
+                raise SettingsError(
+                    "--show prints finished runs; it runs nothing, so drop "
+                    "--dataset, --manifest and --export-manifest."
+                )
+            _print_tables(show_runs(show, compare_paper=compare_paper, retry_hint=RETRY_HINT))
+            return
+        chosen_task = _task(task, metrics, when)
+        if chosen_task.whole_video and export_manifest is not None:
+            raise SettingsError(
+                f"`task` {chosen_task.name} grounds whole videos; a manifest holds single frames.",
+                settings=("task",),
+            )
+        # Bad options fail before the (possibly long) reading of annotations.
+        settings = method.settings()
+        source = _open(dataset, manifest, root, whole_videos=chosen_task.whole_video)
+        selection = select(source, chosen_task, limit=limit, shuffle_seed=shuffle_seed)
+        _warn_about(selection.problems)
+        if export_manifest is not None:
+            written = vgem.eval.export_manifest(selection.samples, export_manifest)
+            if not quiet:
+                stderr.print(
+                    f"wrote {written} sample(s) to {export_manifest}", soft_wrap=True, markup=False
+                )
+            return
+        with EvalProgress(quiet=quiet, accuracy=not chosen_task.whole_video) as progress:
+            result = vgem.eval.run(
+                source,
+                task=chosen_task,
+                backbone=method.backbone,
+                weights=method.weights,
+                settings=settings,
+                run_dir=run_dir,
+                resume=resume,
+                retry_errors=retry_errors,
+                limit=limit,
+                shuffle_seed=shuffle_seed,
+                source_fps=source_fps,
+                nlp_dir=method.cache_dir,
+                progress=progress,
+            )
+        if result.interrupted:
+            stderr.print(
+                f"partial results in {result.results_path}; run the same command to finish",
+                markup=False,
+            )
+            raise KeyboardInterrupt
+        _print_tables(
+            render_tables([result.document], compare_paper=compare_paper, retry_hint=RETRY_HINT)
+        )
+        if not quiet:
+            stderr.print(f"results: {result.results_path}", soft_wrap=True, markup=False)
+
+
+# --------------------------------------------------------------------------- options
+
+
+def _task(task: str, metrics: str, when: TemporalOptions) -> Task:
+    """The task object; the spatial metrics, or the temporal settings of a whole-video task."""
+    from vgem.eval.tasks import VIDEO_TASK_METRICS, make_task
+
+    if task.strip().lower() not in VIDEO_TASK_METRICS:
+        return make_task(task, metrics=_metric_names(metrics))
+    chosen_metrics = None if metrics == DEFAULT_METRICS else _metric_names(metrics)
+    return make_task(task, metrics=chosen_metrics, temporal=when.settings())
+
+
+def _metric_names(text: str) -> list[str]:
+    """``pointing,map`` → ["pointing", "map"]; the library checks the names."""
+    return [part for part in text.replace(" ", ",").split(",") if part.strip()]
+
+
+def _compare_choice(compare: str | None) -> bool:
+    from vgem.errors import SettingsError
+
+    if compare is None:
+        return False
+    if compare.strip().lower() != "paper":
+        raise SettingsError(f"--compare takes 'paper', not {compare!r}.")
+    return True
+
+
+# --------------------------------------------------------------------------- samples
+
+
+def _open(
+    dataset: str | None, manifest: Path | None, root: Path | None, *, whole_videos: bool
+) -> SampleSource:
+    from vgem.errors import SettingsError
+
+    if manifest is not None and dataset is None:
+        return vgem.eval.open_manifest(manifest, root)
+    if dataset is None or manifest is not None:
+        raise SettingsError("Give one of --dataset NAME and --manifest FILE.")
+    if root is None:
+        raise SettingsError(f"--dataset {dataset} needs --root DIR, the folder it was unpacked in.")
+    return vgem.eval.open_dataset(dataset, root, whole_videos=whole_videos)
+
+
+def _warn_about(problems: list[ManifestProblem]) -> None:
+    """Each unusable sample on one line, with its place; a long list is cut short."""
+    from rich.markup import escape
+
+    for problem in problems[:PROBLEMS_SHOWN]:
+        stderr.print(f"[yellow]warning:[/] {escape(str(problem))}", soft_wrap=True)
+    if len(problems) > PROBLEMS_SHOWN:
+        more = len(problems) - PROBLEMS_SHOWN
+        stderr.print(f"[yellow]warning:[/] … and {more} more problem(s)", soft_wrap=True)
+
+
+# --------------------------------------------------------------------------- printing
+
+
+def _print_tables(tables: list[Any]) -> None:
+    from rich.console import Console
+
+    for table in tables:
+        Console(soft_wrap=False).print(table)
