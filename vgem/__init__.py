@@ -1,6 +1,6 @@
 """vgem: find where (and when) an action described in words happens in a video.
 
-The public API is imported lazily so that ``vgem --help`` never pays for torch.
+The public API is imported lazily so that the command's help never pays for torch.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The annotated video of a grounding result: decode → draw → encode.
 
-The one module that runs the ``--video-out`` pipeline: source frames come
+The one module that runs the annotated-video pipeline: source frames come
 from :mod:`vgem.video` (decode), overlays are drawn by :mod:`vgem.render`,
 and :class:`vgem.video.encode.VideoWriter` writes the MP4 atomically. Every
 source frame shows the heatmap of the nearest grounded time, each query's
@@ -59,7 +59,7 @@ def display_heatmap(
 def overlay_source(result: GroundingResult) -> Callable[[int], FrameOverlay | None]:
     """``frame index → overlay`` using the grounded time nearest to each frame.
 
-    With a timeline (``--temporal``), a frame shows only the query its time is
+    With a timeline (``temporal`` settings), a frame shows only the query its time is
     labelled with (or "no action"), and a strip of the segments with a cursor.
     """
     from vgem.video import time_of_frame

@@ -2,12 +2,12 @@
 
 Every exception in this family carries a message written for the person who
 caused it: the CLI prints it as one line and exits non-zero, without a
-traceback unless ``--verbose``. Anything else that escapes is a bug in vgem.
+traceback unless asked to be verbose. Anything else that escapes is a bug in vgem.
 
 The library speaks in setting names, never in flags: a message writes a
 setting's name in backquotes (`` `depth` must be at least 1``) and lists it
 in ``settings``; the CLI alone rewrites those marked names as the flags that
-set them (``--depth must be at least 1``).
+set them (the ``depth`` flag).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ class VgemError(Exception):
 
     ``settings``: the setting names the message mentions (each written in
     backquotes in the message), so that a front end can show them in its own
-    words (the CLI as ``--flag``).
+    words (the CLI as flags).
     """
 
     exit_code = 2

@@ -276,7 +276,7 @@ class Grounder:
         )
 
     def _timeline(self, temporal, times, clip_embeddings, prompts, table):
-        """When each query happens (``--temporal``), from the clip embeddings."""
+        """When each query happens (``temporal`` settings), from the clip embeddings."""
         if temporal is None:
             return None
         import torch

@@ -38,9 +38,12 @@ def plugins_command(verbose: Annotated[bool, VERBOSE] = False) -> None:
 
 
 def _summary(plugin: Any) -> str:
-    """A backbone spec's ``summary``; for other plugins, the first sentence of their docstring."""
-    if hasattr(plugin, "summary"):
-        return str(plugin.summary or "").strip()
+    """A backbone spec's ``summary``, a dataset's ``description``; for other plugins, the
+    first sentence of their docstring."""
+    for attribute in ("summary", "description"):
+        text = getattr(plugin, attribute, None)
+        if isinstance(text, str) and text.strip():
+            return text.strip()
     doc = plugin.__doc__ if isinstance(plugin, type) or callable(plugin) else type(plugin).__doc__
     paragraph = " ".join((doc or "").strip().split("\n\n")[0].split())
     sentence = paragraph.split(". ")[0].rstrip(".")

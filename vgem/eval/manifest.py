@@ -1,7 +1,7 @@
 """The sample manifest: one JSON object per line, one evaluation sample each.
 
-Every benchmark adapter produces these samples and ``vgem eval --manifest FILE
---root DIR`` evaluates any file of them, so the manifest is the one way into
+Every benchmark adapter produces these samples and ``vgem.eval.open_manifest``
+(``vgem eval`` with a manifest) evaluates any file of them, so the manifest is the one way into
 evaluation: a dataset without an adapter, or one whose release differs from
 what an adapter expects, can always be written as a manifest by hand.
 
@@ -18,7 +18,7 @@ Fields:
 - ``id`` (string, required): unique within the file. Runs record results by
   id, so a resumed run skips exactly the samples already done.
 - ``video`` (string, required): a video file or a folder of frames, relative
-  to the root given with ``--root`` (an absolute path is used as it is).
+  to the dataset root (an absolute path is used as it is).
 - ``time`` (number, seconds) or ``frame`` (integer, 0-based; in a frame
   folder, the position in natural name order): the target frame to ground.
   Exactly one of the two.

@@ -5,9 +5,9 @@ each selected sample, see :func:`vgem.eval.run_log.current_records`), so what
 is reported does not depend on how many sittings a run took. One document
 builder serves every task: the common keys here, the task's figures and own
 keys from its task object (vgem.eval.tasks). Tables are drawn from
-``results.json`` documents, which is what lets ``vgem eval --show`` put
-several finished runs side by side with their average; one table builder
-serves every task too, with the columns its task object gives.
+``results.json`` documents, which is what lets :func:`show_runs` put several
+finished runs side by side with their average; one table builder serves
+every task too, with the columns its task object gives.
 """
 
 from __future__ import annotations

@@ -100,7 +100,7 @@ def normalize_per_query(scores: np.ndarray) -> np.ndarray:
 def otsu_threshold(values: Sequence[float] | np.ndarray, bins: int = 64) -> float:
     """The cut that best separates two groups of values (Otsu's method).
 
-    Used for ``--threshold auto``: on a video where the queries happen only
+    Used for ``threshold="auto"``: on a video where the queries happen only
     part of the time, the best per-time scores form a background mode and a
     foreground mode, and the cut falls in the valley between them.
     """

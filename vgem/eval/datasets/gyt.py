@@ -27,8 +27,8 @@ the VideoGEM evaluation code read them as [x1, y1, x2, y2]; so does this
 adapter, since matching the published figures is the point. A manifest is the
 way to evaluate another reading.
 
-Whole videos (``read_videos``, for ``vgem eval --task spatiotemporal`` and
-``--task temporal``): one :class:`~vgem.eval.samples.VideoSample` per
+Whole videos (``read_videos``, for the ``spatiotemporal`` and ``temporal``
+tasks): one :class:`~vgem.eval.samples.VideoSample` per
 video of ``box_anno.json``, whose queries are the video's distinct step names.
 Its ground-truth segments come from ``ground_seg.json`` when present (looked
 for at ``<root>/ground_seg.json``, ``<root>/annotations/ground_seg.json`` and
