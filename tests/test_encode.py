@@ -99,9 +99,60 @@ def test_writer_without_frames_is_an_error_and_leaves_nothing(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
-def test_writer_into_a_missing_folder_is_an_input_error(tmp_path):
-    with pytest.raises(InputError, match="does not exist"):
-        VideoWriter(tmp_path / "nowhere" / "out.mp4", (32, 24), fps=10).__enter__()
+def test_writer_creates_a_missing_folder_when_the_video_is_complete(tmp_path):
+    with VideoWriter(tmp_path / "new" / "folder" / "out.mp4", (32, 24), fps=10) as writer:
+        writer.write(synthetic_frame(1, (32, 24)))
+
+    assert probe_video(tmp_path / "new" / "folder" / "out.mp4").frame_count == 1
+    assert [path.name for path in tmp_path.rglob("*")] == ["new", "folder", "out.mp4"]
+
+
+def test_a_failed_writer_creates_no_folder(tmp_path):
+    with (
+        pytest.raises(KeyError),
+        VideoWriter(tmp_path / "new" / "out.mp4", (32, 24), fps=10) as writer,
+    ):
+        writer.write(synthetic_frame(1, (32, 24)))
+        raise KeyError("stop")
+
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_writer_under_a_file_is_an_input_error(tmp_path):
+    (tmp_path / "notes.txt").write_text("a file, not a folder")
+    with pytest.raises(InputError, match="not a folder"):
+        VideoWriter(tmp_path / "notes.txt" / "out.mp4", (32, 24), fps=10).__enter__()
+    assert [path.name for path in tmp_path.iterdir()] == ["notes.txt"]
+
+
+def test_a_colon_in_the_name_is_not_an_ffmpeg_protocol(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with VideoWriter("take:2.mp4", (32, 24), fps=10) as writer:
+        writer.write(synthetic_frame(1, (32, 24)))
+    assert probe_video(tmp_path / "take:2.mp4").frame_count == 1
+
+
+def test_an_ffmpeg_failure_is_one_line_with_its_reason(tmp_path, monkeypatch, capfd):
+    """ffmpeg's own lines stay out of the terminal; the error gives the cause."""
+    import imageio_ffmpeg
+
+    fake = tmp_path / "ffmpeg"
+    fake.write_text(
+        "#!/bin/sh\necho '[mp4 @ 0x1234] Could not write header: Invalid argument' >&2\nexit 1\n"
+    )
+    fake.chmod(0o755)
+    monkeypatch.setattr(imageio_ffmpeg, "get_ffmpeg_exe", lambda: str(fake))
+    with (
+        pytest.raises(VgemError) as raised,
+        VideoWriter(tmp_path / "out.mp4", (32, 24), 10) as writer,
+    ):
+        for index in range(200):
+            writer.write(synthetic_frame(index, (32, 24)))
+    message = str(raised.value)
+    assert "\n" not in message
+    assert message.endswith("writing the video failed (Could not write header: Invalid argument)")
+    assert capfd.readouterr().err == ""
+    assert [path.name for path in tmp_path.iterdir()] == ["ffmpeg"]
 
 
 def test_writer_rejects_a_frame_of_the_wrong_size(tmp_path):

@@ -24,6 +24,7 @@ from vgem.render import FrameOverlay, TimelineStrip, apply_overlay
 from vgem.results import GroundingResult
 
 if TYPE_CHECKING:
+    from vgem.results import StagedOutput
     from vgem.temporal.segments import Timeline
     from vgem.video import VideoInfo
 
@@ -107,11 +108,13 @@ def _strip_spans(timeline: Timeline, duration: float) -> list[tuple[float, float
 
 def write_annotated_video(
     result: GroundingResult,
-    out_path: str | Path,
+    out_path: str | Path | StagedOutput,
     progress: Callable[[int, int], None] | None = None,
 ) -> None:
     """Every source frame at source size and rate, annotated; written atomically.
 
+    ``out_path``: a file path, or an output staged in a caller's
+    :class:`vgem.results.OutputSet` (committed with the run's other outputs).
     ``progress(written, total)`` follows the frames written.
     """
     total = result.video.frame_count
@@ -121,7 +124,7 @@ def write_annotated_video(
 
 def annotate_frames(
     info: VideoInfo,
-    out_path: str | os.PathLike[str],
+    out_path: str | os.PathLike[str] | StagedOutput,
     overlay_for_frame: Callable[[int], FrameOverlay | None],
     progress: Callable[[int], None] | None = None,
     *,

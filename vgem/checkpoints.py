@@ -189,7 +189,57 @@ def unwrap_state_dict(checkpoint: Any, path: str | Path) -> dict[str, torch.Tens
     tensors = dict(state)
     if all(key.startswith("module.") for key in tensors):
         tensors = {key[len("module.") :]: value for key, value in tensors.items()}
+    check_weight_values(tensors, path)
     return tensors
+
+
+# Integer buffers a model may keep beside its weights (token positions, BatchNorm's count).
+_INDEX_BUFFER_SUFFIXES = ("_ids", "num_batches_tracked", "_index", "_indices")
+
+
+def check_weight_values(state: Mapping[str, torch.Tensor], path: str | Path) -> None:
+    """Refuse weights that are not weights: integer (or boolean, complex) tensors where
+    a model has floating-point parameters, and NaN or infinite values.
+
+    A checkpoint of the right keys and shapes can still hold garbage (all
+    NaN, or cast to an integer type), which would load and ground nothing but
+    noise. Every backbone's state dict passes through :func:`unwrap_state_dict`,
+    which calls this, so each checkpoint is checked once, on the CPU, before
+    it reaches a model. Only integer buffers named like indices
+    (``position_ids``, ``num_batches_tracked``) may be integers.
+    """
+    import torch
+
+    not_floating = [
+        f"{key} ({str(value.dtype).removeprefix('torch.')})"
+        for key, value in state.items()
+        if not value.is_floating_point() and not (_is_integer(value) and _is_index_key(key))
+    ]
+    if not_floating:
+        raise WeightsError(
+            f"{path} does not hold usable weights: {_listing(not_floating)} "
+            f"{'is' if len(not_floating) == 1 else 'are'} not floating point."
+        )
+    not_finite = [
+        key
+        for key, value in state.items()
+        if value.is_floating_point() and value.numel() and not bool(torch.isfinite(value).all())
+    ]
+    if not_finite:
+        raise WeightsError(
+            f"{path} does not hold usable weights: {_listing(not_finite)} "
+            f"{'holds' if len(not_finite) == 1 else 'hold'} NaN or infinite values."
+        )
+
+
+def _is_integer(tensor: torch.Tensor) -> bool:
+    import torch
+
+    return not (tensor.is_floating_point() or tensor.is_complex() or tensor.dtype == torch.bool)
+
+
+def _is_index_key(key: str) -> bool:
+    return key.rsplit(".", 1)[-1].endswith(_INDEX_BUFFER_SUFFIXES)
 
 
 def check_state_dict(

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
@@ -115,6 +115,10 @@ class Grounder:
         if adapter is None:
             spec, variant = backbone_spec(backbone or DEFAULT_BACKBONE)
             defaults = spec.defaults
+            if weights is not None:
+                from vgem.checkpoints import local_checkpoint
+
+                local_checkpoint(weights)  # a missing file fails before any model is built
         self.extractor = plugins.create("vgem.extractors", chosen.extractor, cache_dir=nlp_dir)
         self.aggregator = plugins.create("vgem.aggregators", chosen.aggregator)
         self.device = _resolve_device(chosen.device)
@@ -217,7 +221,13 @@ class Grounder:
         similarity)`` hands over each grounded time as soon as it is done — its
         entries per query and its raw maps ``[queries, 3, h, w]`` — so a caller
         can save work before the whole video is through.
+
+        Work never grows past the video's frames: an ``fps`` above the video's
+        frame rate grounds every frame once (see ``grounded_times``), and
+        times whose clips show exactly the same frames (several times within
+        one frame) share one visual pass; both are said in ``warnings``.
         """
+        from vgem import plugins
         from vgem import video as video_io
 
         prompts = self.prompts_for([queries] if isinstance(queries, str) else list(queries))
@@ -229,6 +239,16 @@ class Grounder:
         times = video_io.grounded_times(
             info, fps=fps, at=list(at) if at is not None else None, every_frame=every_frame
         )
+        sampling_warnings = [*getattr(at, "warnings", ()), *times.warnings]
+        # Times whose clips show the same frames give the same answer: ground each clip once.
+        distinct_times, copies = self._distinct_clips(info, times)
+        if len(distinct_times) < len(times):
+            sampling_warnings.append(
+                f"{len(times) - len(distinct_times)} of the {len(times)} grounded times show "
+                "the same frames as another; each distinct clip was grounded once"
+            )
+        # The temporal scorer is built first: an unknown one fails before the video is read.
+        scorer = None if temporal is None else plugins.create("vgem.temporal", temporal.scorer)
         table = self._prompt_table(prompts)
         per_query: list[list[GroundedTime | None]] = [[None] * len(times) for _ in prompts]
         grid = self.adapter.token_layout().grid
@@ -237,16 +257,22 @@ class Grounder:
         done = 0
         if progress:
             progress(0, len(times))
-        for batch in self._batches(info, times):
-            grounded, maps, embeddings = self._ground_batch(batch, info, times, prompts, table)
-            for slot, position in enumerate(batch.positions):
-                similarity[position] = maps[slot]
-                clip_embeddings[position] = embeddings[slot].numpy()
-                for query_index, entry in enumerate(grounded[slot]):
-                    per_query[query_index][position] = entry
-                if on_grounded is not None:
-                    on_grounded(position, grounded[slot], similarity[position])
-            done += len(batch.positions)
+        for batch in self._batches(info, distinct_times):
+            grounded, maps, embeddings = self._ground_batch(
+                batch, info, distinct_times, prompts, table
+            )
+            for slot, distinct_position in enumerate(batch.positions):
+                for position in copies[distinct_position]:
+                    entries = [
+                        replace(entry, time=float(times[position])) for entry in grounded[slot]
+                    ]
+                    similarity[position] = maps[slot]
+                    clip_embeddings[position] = embeddings[slot].numpy()
+                    for query_index, entry in enumerate(entries):
+                        per_query[query_index][position] = entry
+                    if on_grounded is not None:
+                        on_grounded(position, entries, similarity[position])
+                    done += 1
             if progress:
                 progress(done, len(times))
         return GroundingResult(
@@ -264,7 +290,11 @@ class Grounder:
                     times=cast("list[GroundedTime]", list(entries)),
                     verb_candidates=list(query.verb_candidates),
                     object_candidates=list(query.object_candidates),
-                    warnings=[*query.extraction.warnings, *self._truncation_warnings(query)],
+                    warnings=[
+                        *query.extraction.warnings,
+                        *self._truncation_warnings(query),
+                        *sampling_warnings,
+                    ],
                 )
                 for query, entries in zip(prompts, per_query, strict=True)
             ],
@@ -272,19 +302,18 @@ class Grounder:
             frames=np.asarray([video_io.frame_index_at(info, t) for t in times], dtype=np.int64),
             similarity=similarity,
             clip_embeddings=clip_embeddings,
-            timeline=self._timeline(temporal, times, clip_embeddings, prompts, table),
+            timeline=self._timeline(temporal, scorer, times, clip_embeddings, prompts, table),
         )
 
-    def _timeline(self, temporal, times, clip_embeddings, prompts, table):
-        """When each query happens (``temporal`` settings), from the clip embeddings."""
+    def _timeline(self, temporal, scorer, times, clip_embeddings, prompts, table):
+        """When each query happens (``temporal`` settings, ``scorer`` built from them),
+        from the clip embeddings."""
         if temporal is None:
             return None
         import torch
 
-        from vgem import plugins
         from vgem.temporal.segments import localize
 
-        scorer = plugins.create("vgem.temporal", temporal.scorer)
         embeddings = {"action": table.embeddings[table.action_rows]}
         extra = [scorer.prompts(query.extraction.action) for query in prompts]
         for role in sorted({role for roles in extra for role in roles}):
@@ -302,6 +331,35 @@ class Grounder:
             start_scores=as_array(scores.start),
             end_scores=as_array(scores.end),
         )
+
+    def _distinct_clips(
+        self, info: VideoInfo, times: list[float]
+    ) -> tuple[list[float], list[list[int]]]:
+        """The times whose clips differ (the first of each), and for each the positions
+        in ``times`` whose clips show exactly its frames."""
+        from vgem import video as video_io
+
+        preprocessing = self.adapter.preprocessing
+        first_with_clip: dict[tuple[int, ...], int] = {}
+        distinct_times: list[float] = []
+        copies: list[list[int]] = []
+        for position, time in enumerate(times):
+            clip = tuple(
+                video_io.clip_frame_indices(
+                    info,
+                    time,
+                    frames_per_clip=preprocessing.frames_per_clip,
+                    target_index=preprocessing.target_index,
+                    step=self.settings.clip_step,
+                    image_mode=self.settings.image_mode,
+                )
+            )
+            distinct_position = first_with_clip.setdefault(clip, len(distinct_times))
+            if distinct_position == len(distinct_times):
+                distinct_times.append(time)
+                copies.append([])
+            copies[distinct_position].append(position)
+        return distinct_times, copies
 
     def _batches(self, info, times: list[float]):
         """Clips of ``batch_size`` grounded times, decoded at model resolution."""

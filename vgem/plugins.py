@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import difflib
 import inspect
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 from importlib.metadata import EntryPoint, entry_points
@@ -26,12 +27,21 @@ GROUPS: dict[str, str] = {
 }
 
 _discovered: dict[str, dict[str, EntryPoint]] = {}
+_contested: dict[str, dict[str, list[EntryPoint]]] = {}
 _loaded: dict[tuple[str, str], Any] = {}
+
+#: The distribution whose entry points are vgem's built-in plugins.
+BUILT_IN_PACKAGE = "vgem"
 
 
 @dataclass(frozen=True)
 class PluginInfo:
-    """One row of ``vgem plugins``."""
+    """One row of ``vgem plugins``.
+
+    ``shadowed_by``: set on an entry point that is not used because another
+    package's plugin has the same name in the group (vgem's built-ins always
+    keep their names); it names that package.
+    """
 
     group: str
     name: str
@@ -39,22 +49,50 @@ class PluginInfo:
     package: str
     version: str
     error: str | None = None
+    shadowed_by: str | None = None
 
 
 def refresh() -> None:
     """Forget what was discovered and loaded (after installing a plugin)."""
     _discovered.clear()
+    _contested.clear()
     _loaded.clear()
 
 
 def discover(group: str) -> dict[str, EntryPoint]:
-    """The entry points of ``group`` by name; the first one wins on a clash."""
+    """The entry points of ``group`` by name.
+
+    On a clash of names, vgem's built-in plugin wins, else the first one
+    found; the others are kept in :func:`contested` for ``vgem plugins`` to show.
+    """
     if group not in _discovered:
         found: dict[str, EntryPoint] = {}
+        losers: dict[str, list[EntryPoint]] = {}
         for entry_point in entry_points(group=group):
-            found.setdefault(entry_point.name, entry_point)
+            name = entry_point.name
+            if name not in found:
+                found[name] = entry_point
+                continue
+            if _is_built_in(entry_point) and not _is_built_in(found[name]):
+                entry_point, found[name] = found[name], entry_point
+            losers.setdefault(name, []).append(entry_point)
         _discovered[group] = found
+        _contested[group] = losers
     return _discovered[group]
+
+
+def contested(group: str) -> dict[str, list[EntryPoint]]:
+    """Per name, the entry points of ``group`` that another plugin's name shadows."""
+    discover(group)
+    return _contested[group]
+
+
+def _is_built_in(entry_point: EntryPoint) -> bool:
+    return _normalized(_provider(entry_point)[0]) == BUILT_IN_PACKAGE
+
+
+def _normalized(package: str) -> str:
+    return package.lower().replace("_", "-").replace(".", "-")
 
 
 def names(group: str) -> list[str]:
@@ -164,9 +202,14 @@ def _provider(entry_point: EntryPoint) -> tuple[str, str]:
 
 
 def list_plugins(groups: list[str] | None = None) -> list[PluginInfo]:
-    """Every installed plugin, each loaded once to report whether it works."""
+    """Every installed plugin, each loaded once to report whether it works.
+
+    A plugin whose name another one already takes in its group is listed
+    too, unloaded, with ``shadowed_by`` naming the package whose plugin is used.
+    """
     rows = []
     for group in groups or list(GROUPS):
+        shadowed = contested(group)
         for name, entry_point in sorted(discover(group).items()):
             package, version = _provider(entry_point)
             error = None
@@ -176,4 +219,61 @@ def list_plugins(groups: list[str] | None = None) -> list[PluginInfo]:
                 cause = failure.__cause__
                 error = f"{type(cause).__name__}: {cause}" if cause else str(failure)
             rows.append(PluginInfo(group, name, entry_point.value, package, version, error))
+            for loser in shadowed.get(name, []):
+                loser_package, loser_version = _provider(loser)
+                rows.append(
+                    PluginInfo(
+                        group,
+                        name,
+                        loser.value,
+                        loser_package,
+                        loser_version,
+                        shadowed_by=f"{package} {version}",
+                    )
+                )
     return rows
+
+
+def plugin_behind(error: BaseException) -> str | None:
+    """Which installed plugin's code raised ``error``, for a message
+    (``the aggregator plugin 'x' (from vgem-x 1.0)``), or None when no
+    third-party plugin's code is in its traceback (nor in those of its causes).
+
+    vgem's own modules and built-in plugins are never blamed: an error there
+    is vgem's.
+    """
+    modules = _traceback_modules(error)
+    if not modules:
+        return None
+    best: tuple[int, str, str, EntryPoint] | None = None
+    for group in GROUPS:
+        for name, entry_point in discover(group).items():
+            plugin_module = entry_point.module
+            top = plugin_module.split(".")[0]
+            if top == BUILT_IN_PACKAGE or _is_built_in(entry_point):
+                continue
+            for module in modules:
+                exact = module == plugin_module or module.startswith(plugin_module + ".")
+                if exact or module.split(".")[0] == top:
+                    score = 2 * exact + ((group, name) in _loaded)
+                    if best is None or score > best[0]:
+                        best = (score, group, name, entry_point)
+    if best is None:
+        return None
+    _, group, name, entry_point = best
+    return f"the {GROUPS[group]} plugin '{name}' ({_package_of(group, name)})"
+
+
+def _traceback_modules(error: BaseException) -> list[str]:
+    """The modules of the frames ``error`` (and its causes, a few deep) passed through."""
+    modules: list[str] = []
+    seen: BaseException | None = error
+    for _ in range(8):
+        if seen is None:
+            break
+        for frame, _line in traceback.walk_tb(seen.__traceback__):
+            module = frame.f_globals.get("__name__")
+            if isinstance(module, str) and module.split(".")[0] != BUILT_IN_PACKAGE:
+                modules.append(module)
+        seen = seen.__cause__ or seen.__context__
+    return modules

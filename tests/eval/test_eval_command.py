@@ -196,13 +196,15 @@ def test_bad_manifest_lines_are_reported_and_the_run_goes_on(invoke, tmp_path):
     assert result.exit_code == 0, result.output
     warnings = result.stderr
     assert "manifest.jsonl:2: invalid JSON" in warnings
-    assert "manifest.jsonl:3:" in warnings and "x2 < x1" in warnings
-    assert "manifest.jsonl:4:" in warnings and "nowhere.mp4" in warnings
+    assert "manifest.jsonl:4:" not in warnings  # a missing video is an error of the run
     assert "manifest.jsonl:5:" in warnings and "[x1, y1, x2, y2]" in warnings  # not markup
     document = json.loads((tmp_path / "run" / "results.json").read_text())
-    assert document["overall"]["counts"] == {"selected": 3, "scored": 2, "errors": 1, "pending": 0}
-    assert [problem["line"] for problem in document["problems"]] == [2, 3, 4, 5]
+    counts = {"selected": 4, "scored": 3, "errors": 1, "pending": 0}
+    assert document["overall"]["counts"] == counts
+    assert [problem["line"] for problem in document["problems"]] == [2, 5]
     assert document["errors"][0]["id"] == "missing"
+    assert "nowhere.mp4" in document["errors"][0]["error"]
+    assert document["data"]["boxes"]["inverted"] == 1  # kept as published: a miss
 
 
 # --------------------------------------------------------------------------- export

@@ -68,7 +68,8 @@ def test_run_from_python_gives_the_figures_of_the_command(plugin_site, tmp_path,
     assert result.run_dir == tmp_path / "python" and not result.interrupted
     assert document["overall"]["counts"] == {"selected": 7, "scored": 6, "errors": 1, "pending": 0}
     assert document["errors"][0]["id"] == "gone"
-    assert [problem["line"] for problem in document["problems"]] == [7, 8]
+    # the missing video (line 7) is an error line, not a reading problem
+    assert [problem["line"] for problem in document["problems"]] == [8]
     # the same identity: the Python run resumes the command's run directory untouched
     again = vgem.eval.run(
         vgem.eval.open_manifest(manifest),

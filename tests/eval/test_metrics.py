@@ -8,6 +8,8 @@ import pytest
 from vgem.eval.metrics import (
     PointingGame,
     SpatialAP,
+    WWWSpatial,
+    box_arithmetic,
     boxes_mask,
     format_percent,
     heatmap_box_iou,
@@ -15,6 +17,7 @@ from vgem.eval.metrics import (
     point_in_box,
     pointing_hit,
     scale_box_to_model,
+    www_iou,
 )
 
 
@@ -173,3 +176,83 @@ def test_spatial_map_averages_per_class_then_over_classes():
 def test_empty_masks_score_zero_rather_than_nan():
     flat = np.ones((4, 4))
     assert heatmap_box_iou(flat, [(2, 2, 2, 2)]) == 0.0
+
+
+# ------------------------------------------------------------------- authors' arithmetic
+
+
+def test_vhico_boxes_are_scaled_in_float32_as_the_authors_torch_tensors():
+    assert scale_box_to_model((90, 0, 90, 0), (640, 360), 224, arithmetic="float32")[0] == 32
+    assert scale_box_to_model((90, 0, 90, 0), (640, 360), 224)[0] == 31
+    assert box_arithmetic("vhico") == "float32" and box_arithmetic("gyt") == "float64"
+
+
+@pytest.mark.parametrize("dtype", ["int", "float32"])
+def test_float32_scaling_equals_torch_on_random_rows(dtype):
+    torch = pytest.importorskip("torch")
+    generator = np.random.default_rng(0)
+    for _ in range(300):
+        width, height = (int(value) for value in generator.integers(100, 2000, size=2))
+        if dtype == "int":
+            row = generator.integers(0, 2000, size=4)
+            tensor = torch.tensor([int(value) for value in row])
+        else:
+            row = (generator.random(4) * 2000).astype(np.float32)
+            tensor = torch.tensor(list(row))
+        authors = [
+            int((tensor[index] * (224 / (width if index % 2 == 0 else height))).round())
+            for index in range(4)
+        ]
+        ours = scale_box_to_model(row, (width, height), 224, arithmetic="float32")
+        assert list(ours) == authors
+
+
+def _www_reference(heatmap: np.ndarray, box, threshold: float) -> float | None:
+    """The GroundingYouTube evaluation's loop, transcribed (frame-major arrays)."""
+    height, width = heatmap.shape
+    frame = heatmap.copy()
+    frame[frame < threshold] = 0
+    frame[frame >= threshold] = 1
+    xtl, ytl, xbr, ybr = (int(value) for value in box)
+    box_arr = np.zeros((width, height))
+    for column in range(width):
+        if xtl < column <= xbr + 1:
+            box_arr[column][ytl : ybr + 1] = 1
+    if np.count_nonzero(box_arr) == 0:
+        return None
+    frame_t = np.transpose(frame)
+    union = frame_t + box_arr
+    union[union > 0] = 1
+    return np.count_nonzero(frame_t * box_arr) / float(np.count_nonzero(union))
+
+
+def test_the_www_measure_follows_the_groundingyoutube_code_on_random_inputs():
+    generator = np.random.default_rng(1)
+    for _ in range(200):
+        heatmap = generator.random((48, 64)) * generator.choice([1e-3, 1.0])
+        x1, x2 = sorted(generator.integers(0, 70, size=2))
+        y1, y2 = sorted(generator.integers(0, 52, size=2))
+        box = (x1, y1, x2, y2) if generator.random() > 0.1 else (x2 + 2, y1, x2, y2)
+        assert www_iou(heatmap, box) == _www_reference(heatmap, box, 1e-4)
+
+
+def test_www_map_is_the_fraction_of_samples_above_the_bar():
+    tally = WWWSpatial()
+    for iou in (0.5, 0.31, 0.3, None):
+        tally.add_iou(iou)
+    result = tally.result()
+    assert (result.samples, result.correct, result.map) == (4, 2, 0.5)
+    assert result.mean_iou == pytest.approx((0.5 + 0.31 + 0.3) / 4)
+
+
+def test_the_mask_threshold_is_a_setting_that_changes_the_identity():
+    from vgem.errors import SettingsError
+    from vgem.eval.tasks import SpatialTask, make_task
+
+    assert SpatialTask().identity() == {}
+    assert make_task("spatial", mask_threshold=0.4).identity() == {"mask_threshold": 0.4}
+    with pytest.raises(SettingsError, match="`mask_threshold`"):
+        make_task("temporal", mask_threshold=0.4)
+    heatmap = np.array([[0.0, 0.45], [0.45, 1.0]])
+    assert heatmap_box_iou(heatmap, [(0, 0, 2, 2)], 0.4) == 0.75
+    assert heatmap_box_iou(heatmap, [(0, 0, 2, 2)], 0.5) == 0.25

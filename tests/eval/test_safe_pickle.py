@@ -5,6 +5,8 @@ import io
 import os
 import pickle
 import subprocess
+import time
+import tracemalloc
 from pathlib import Path
 
 import numpy as np
@@ -197,3 +199,155 @@ def test_shared_and_fortran_ordered_arrays_come_back_as_saved():
     assert loaded["a"] is loaded["b"]
     assert loaded["a"].dtype == np.dtype(">f4")
     assert loaded["big"] == -2 and loaded["big"].dtype == np.int16
+
+
+# --------------------------------------------------------------------------- the budget
+
+
+def _cost_of(load):
+    """(result or DatasetError, CPU seconds, peak bytes allocated) of calling ``load``."""
+    tracemalloc.start()
+    started = time.process_time()
+    try:
+        outcome = load()
+    except DatasetError as error:
+        outcome = error
+    finally:
+        seconds = time.process_time() - started
+        _, peak = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+    return outcome, seconds, peak
+
+
+_DUP_TUPLES = b")" + b"2\x86" * 26  # a tuple holding the same tuple twice, 26 levels: 2**26 leaves
+
+HOSTILE = {
+    # A memo slot 2**31 - 1: the C unpickler grows its memo array to that many entries.
+    "huge memo index": b"\x80\x02]r\xff\xff\xff\x7f.",
+    "huge memo index, protocol 0": b"(lp2147483647\n.",
+    "get from a huge memo index": b"\x80\x02j\xff\xff\xff\x7f.",
+    # bytearray(10**9) and bytes(10**9): a size named by the file, not data in it.
+    "bytearray(10**9)": b"\x80\x02c__builtin__\nbytearray\nJ\x00\xca\x9a;\x85R.",
+    "bytes(10**9)": b"\x80\x02c__builtin__\nbytes\nJ\x00\xca\x9a;\x85R.",
+    "BYTEARRAY8 of 10**12 bytes": b"\x80\x05\x96" + (10**12).to_bytes(8, "little") + b".",
+    "BINBYTES8 of 10**12 bytes": b"\x80\x04\x8e" + (10**12).to_bytes(8, "little") + b".",
+    "BINUNICODE8 of 10**12 bytes": b"\x80\x04\x8d" + (10**12).to_bytes(8, "little") + b".",
+    "FRAME of 10**12 bytes": b"\x80\x04\x95" + (10**12).to_bytes(8, "little") + b"N.",
+    # Hashing a tuple that shares itself costs 2**26 steps from 55 bytes.
+    "exponential tuple in a set": b"\x80\x04\x8f(" + _DUP_TUPLES + b"\x90.",
+    "exponential tuple as a dict key": b"\x80\x02}" + _DUP_TUPLES + b"Ns.",
+    "exponential tuple in a frozenset": b"\x80\x04(" + _DUP_TUPLES + b"\x91.",
+    "exponential tuple through set()": (b"\x80\x02c__builtin__\nset\n]" + _DUP_TUPLES + b"a\x85R."),
+    "exponential tuple, protocol 0 dict": b"(" + _DUP_TUPLES + b"Nd.",
+    # ... and walking it costs as much: refused even when nothing hashes it.
+    "exponential tuple returned": b"\x80\x02" + _DUP_TUPLES + b".",
+    "exponential list returned": b"\x80\x04]"
+    + b"".join(b"\x940](h" + bytes([level]) + b"h" + bytes([level]) + b"e" for level in range(40))
+    + b".",
+    # Deep nesting: no RecursionError, no crash of the interpreter in tuple hashing.
+    "lists nested 200000 deep": b"\x80\x02" + b"]" * 200_000 + b"a" * 199_999 + b".",
+    "tuple key nested 200000 deep": b"\x80\x02}" + b")" + b"\x85" * 200_000 + b"Ns.",
+    "a list that contains itself": b"\x80\x02]q\x00h\x00a.",
+    # Numbers whose parsing is quadratic in their length.
+    "a 100000-digit integer": b"L" + b"9" * 100_000 + b"L\n.",
+    "a 100000-digit int": b"I" + b"9" * 100_000 + b"\n.",
+    # Objects of named classes, and state set on things that are not numpy stand-ins.
+    "NEWOBJ": b"\x80\x02c__builtin__\nset\n)\x81.",
+    "BUILD on a list": b"\x80\x02]}b.",
+    "BUILD on an allowed class": b"\x80\x02cnumpy\nndarray\n}(X\x05\x00\x00\x00stateK\x01ub.",
+}
+
+
+@pytest.mark.parametrize("name", list(HOSTILE))
+def test_hostile_pickles_cost_little_memory_and_time(name):
+    outcome, seconds, peak = _cost_of(lambda: safe_loads(HOSTILE[name], source="h.pkl"))
+
+    assert seconds < 2.0, f"{name}: {seconds:.1f} s of CPU"
+    assert peak < 64 * 2**20, f"{name}: {peak / 2**20:.0f} MiB allocated"
+    if isinstance(outcome, DatasetError):
+        message = str(outcome)
+        assert "h.pkl" in message and "\n" not in message and len(message) < 400
+    else:  # what is not refused is small, plain data
+        assert outcome in ([], None, {}), (name, type(outcome))
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "bytearray(10**9)",
+        "bytes(10**9)",
+        "exponential tuple in a set",
+        "exponential tuple as a dict key",
+        "exponential tuple returned",
+        "exponential list returned",
+        "lists nested 200000 deep",
+        "tuple key nested 200000 deep",
+        "a list that contains itself",
+    ],
+)
+def test_hostile_pickles_are_refused(name):
+    with pytest.raises(DatasetError, match=r"h\.pkl"):
+        safe_loads(HOSTILE[name], source="h.pkl")
+
+
+@pytest.mark.parametrize(
+    "pickled",
+    [
+        b"cbuiltins\nset\n.",
+        b"\x80\x02c__builtin__\nfrozenset\n.",
+        b"\x80\x04\x8c\x08builtins\x8c\tbytearray\x93.",
+        b"\x80\x02cnumpy\nndarray\n.",
+        b"\x80\x02cnumpy.core.multiarray\n_reconstruct\n.",
+        b"\x80\x02]c_codecs\nencode\na.",
+    ],
+)
+def test_a_class_or_function_itself_is_never_handed_out(pickled):
+    with pytest.raises(DatasetError, match="not plain data"):
+        safe_loads(pickled, source="h.pkl")
+
+
+@pytest.mark.parametrize("protocol", [0, 1, 2, 4, 5])
+def test_sets_of_tuples_and_tuple_keys_still_load(protocol):
+    original = {
+        "pairs": {(1, 2), (3, "x"), ((4, 5), 6)},
+        "frozen": frozenset({(7, 8)}),
+        (1, "key"): [np.arange(3, dtype=np.int32)],
+        "bytes": bytearray(b"\x00\x01"),
+    }
+    loaded = safe_loads(pickle.dumps(original, protocol=protocol))
+    assert loaded["pairs"] == original["pairs"]
+    assert loaded["frozen"] == original["frozen"]
+    assert loaded["bytes"] == bytearray(b"\x00\x01")
+    np.testing.assert_array_equal(loaded[(1, "key")][0], [0, 1, 2])
+
+
+def test_a_large_real_release_loads_within_its_budget():
+    # A DALY-like release: many videos, shared label strings, arrays per box.
+    labels = ["BrushingTeeth", "Ironing", "Phoning"]
+    release = {
+        f"video{index}.mp4": {
+            "annot": {
+                labels[index % 3]: [
+                    {"boxes": np.full((3, 5), index, dtype=np.float32), "keyframes": [index, 4]}
+                ]
+            },
+            "suggestedClass": labels[index % 3],
+        }
+        for index in range(5000)
+    }
+    for protocol in (2, 4):
+        data = pickle.dumps(release, protocol=protocol)
+        started = time.process_time()
+        loaded = safe_loads(data)
+        assert time.process_time() - started < 10
+        assert loaded["video41.mp4"]["suggestedClass"] == "Phoning"
+        boxes = loaded["video7.mp4"]["annot"]["Ironing"][0]["boxes"]
+        np.testing.assert_array_equal(boxes, np.full((3, 5), 7, dtype=np.float32))
+    loaded = safe_loads(dumps_py2({"labels": labels * 1000, "box": np.ones((2, 2))}))
+    assert len(loaded["labels"]) == 3000
+
+
+def test_bytes_and_bytearrays_from_data_still_load():
+    for protocol in (0, 2, 3, 5):
+        values = [b"", b"ab", bytearray(b""), bytearray(b"\xff")]
+        assert safe_loads(pickle.dumps(values, protocol)) == values

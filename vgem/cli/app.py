@@ -53,4 +53,37 @@ app.command("fetch")(fetch_command)
 
 
 def main() -> None:
-    app()
+    """The ``vgem`` command. A usage error (an unknown option, a value of the wrong type)
+    is one line, like every other error, with where to find the command's help."""
+    import sys
+
+    from vgem.cli.console import print_error
+
+    try:
+        code = app(standalone_mode=False)
+    except (typer.Abort, KeyboardInterrupt):
+        print_error("interrupted", label="")
+        sys.exit(130)
+    except Exception as error:
+        if not _is_usage_error(error):
+            raise
+        if type(error).__name__ == "NoArgsIsHelpError":
+            error.show()  # type: ignore[attr-defined]
+        else:
+            context = getattr(error, "ctx", None)
+            command = getattr(context, "command_path", None) or "vgem"
+            where = f" (see `{command} --help`)" if _is_usage_error(error, strictly=True) else ""
+            print_error(f"{error.format_message()}{where}")  # type: ignore[attr-defined]
+        sys.exit(error.exit_code)  # type: ignore[attr-defined]
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+def _is_usage_error(error: BaseException, *, strictly: bool = False) -> bool:
+    """A click (or typer's own click) exception: a bad command line, told by the parser.
+
+    ``strictly``: a usage error proper (the parser's, with a command to show help for).
+    """
+    names = {cls.__name__ for cls in type(error).__mro__}
+    return ("UsageError" if strictly else "ClickException") in names and isinstance(
+        getattr(error, "exit_code", None), int
+    )

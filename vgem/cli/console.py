@@ -1,15 +1,25 @@
 """Where the commands talk to the user: stderr, and errors as one line.
 
-The library raises :class:`vgem.errors.VgemError` with messages that name
-settings in backquotes (`` `depth` ``) and lists those names in
-``error.settings``; here, and only here, they become the flags that set them
-(``--depth``).
+The one error edge of the command line. The library raises
+:class:`vgem.errors.VgemError` with messages that name settings in
+backquotes (`` `depth` ``) and lists those names in ``error.settings``;
+here, and only here, they become the flags that set them (``--depth``).
+Every error is printed by :func:`print_error`: one line, the user's text in
+it shown as it is (never read as rich markup, control characters made
+visible). An exception raised by a third-party plugin's code names the
+plugin and its package; anything else is vgem's internal error. SIGTERM is
+handled like Ctrl-C, so a terminated run cleans up after itself (no
+half-written output is left).
 """
 
 from __future__ import annotations
 
+import signal
+import threading
+import unicodedata
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from types import FrameType
 from typing import TYPE_CHECKING
 
 import typer
@@ -47,32 +57,85 @@ def error_text(error: VgemError) -> str:
     return in_flags(str(error), error.settings)
 
 
+def one_line(message: str) -> str:
+    """``message`` as one line: its lines joined, control characters shown escaped."""
+    joined = " ".join(line.strip() for line in str(message).splitlines() if line.strip())
+    return "".join(
+        f"\\x{ord(character):02x}" if unicodedata.category(character) == "Cc" else character
+        for character in joined
+    )
+
+
 def print_error(message: str, label: str = "error:") -> None:
-    """One line on stderr; ``message`` is printed as is (no rich markup)."""
-    stderr.print(Text.assemble((label, "bold red"), " ", message), soft_wrap=True)
+    """One line on stderr; ``message`` is printed as is (no rich markup), on one line."""
+    stderr.print(Text.assemble((label, "bold red"), " ", one_line(message)), soft_wrap=True)
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the program is, so that it unwinds as on Ctrl-C."""
+
+
+#: Set when SIGTERM arrives (an evaluation stops at it as at Ctrl-C, and says so).
+_terminated = threading.Event()
+
+
+def _raise_terminated(signal_number: int, frame: FrameType | None) -> None:
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # one is enough: let the cleanup finish
+    _terminated.set()
+    raise Terminated
+
+
+@contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """While a command runs, SIGTERM unwinds it like Ctrl-C (outputs are cleaned up)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    _terminated.clear()
+    previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 @contextmanager
 def user_errors(verbose: bool) -> Iterator[None]:
-    """Turn errors into one line and an exit code; tracebacks only with --verbose."""
+    """Turn errors into one line and an exit code; tracebacks only with --verbose.
+
+    A :class:`vgem.errors.VgemError` is the user's to fix (exit 2); an exception from a
+    third-party plugin's code names that plugin (exit 2); anything else is a bug in
+    vgem (exit 1). Ctrl-C exits 130, SIGTERM 143, after the cleanup.
+    """
     from vgem.errors import VgemError
 
     try:
-        yield
+        with _sigterm_as_interrupt():
+            yield
     except VgemError as error:
         if verbose:
             stderr.print_exception()
         print_error(error_text(error))
         raise typer.Exit(error.exit_code) from None
-    except KeyboardInterrupt:
-        stderr.print("[bold red]interrupted[/]")
-        raise typer.Exit(130) from None
+    except KeyboardInterrupt as error:
+        terminated = isinstance(error, Terminated) or _terminated.is_set()
+        stderr.print(Text("terminated" if terminated else "interrupted", style="bold red"))
+        raise typer.Exit(143 if terminated else 130) from None
     except (typer.Exit, typer.Abort):
         raise
     except Exception as error:
         if verbose:
             stderr.print_exception()
-        else:
+        from vgem.plugins import plugin_behind
+
+        plugin = plugin_behind(error)
+        if plugin is not None:
+            print_error(
+                f"{plugin} failed: {type(error).__name__}: {error} (an error in the plugin, "
+                "not in vgem: report it to the plugin's authors; --verbose shows the traceback)"
+            )
+            raise typer.Exit(2) from None
+        if not verbose:
             print_error(
                 f"{type(error).__name__}: {error} "
                 "(run again with --verbose for the traceback, and please report it)",

@@ -15,6 +15,7 @@ paper's protocol) or, on whole untrimmed videos, ``spatiotemporal`` and
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -25,7 +26,7 @@ from vgem.cli.console import stderr, user_errors
 from vgem.cli.options import QUIET, VERBOSE, MethodOptions, TemporalOptions, shared_options
 from vgem.cli.progress import EvalProgress
 from vgem.eval.engine import select
-from vgem.eval.report import render_tables, show_runs
+from vgem.eval.report import render_tables
 
 if TYPE_CHECKING:
     from vgem.eval.samples import ManifestProblem
@@ -35,6 +36,7 @@ if TYPE_CHECKING:
 DATA_PANEL = "What to evaluate"
 RUN_DIR_PANEL = "Run directory"
 REPORT_PANEL = "Report"
+SCALE_PANEL = "Scaling out (docs/scaling.md)"
 DEFAULT_METRICS = "pointing,map"
 TASKS = ("spatial", "spatiotemporal", "temporal")
 PROBLEMS_SHOWN = 20
@@ -126,10 +128,28 @@ def eval_command(
     metrics: Annotated[
         str,
         typer.Option(
-            help="Metrics, comma-separated: pointing (pointing game), map (spatial mAP).",
+            help="Metrics, comma-separated: pointing (pointing game), map (the VideoGEM "
+            "authors' spatial mAP), www (the GroundingYouTube authors' own spatial measure).",
             rich_help_panel=REPORT_PANEL,
         ),
     ] = DEFAULT_METRICS,
+    mask_threshold: Annotated[
+        float | None,
+        typer.Option(
+            help="Where spatial mAP cuts the normalized heatmap: 0.5 (default, the authors' "
+            "spatial_eval) or 0.4 (their released entry point).",
+            rich_help_panel=REPORT_PANEL,
+        ),
+    ] = None,
+    describe: Annotated[
+        bool,
+        typer.Option(
+            "--describe",
+            help="Say what --dataset needs (files, where they are published, where they go "
+            "under --root, expected counts) and stop.",
+            rich_help_panel=DATA_PANEL,
+        ),
+    ] = False,
     compare: Annotated[
         str | None,
         typer.Option(
@@ -145,6 +165,39 @@ def eval_command(
             rich_help_panel=REPORT_PANEL,
         ),
     ] = None,
+    executor: Annotated[
+        str,
+        typer.Option(
+            help="local: ground in this process; ray: on Ray workers, each loading the "
+            'model once (pip install "vgem[ray]").',
+            rich_help_panel=SCALE_PANEL,
+        ),
+    ] = "local",
+    ray_address: Annotated[
+        str | None,
+        typer.Option(
+            help="The Ray cluster to join: auto (the one this machine belongs to) or "
+            "ray://HOST:10001 (default: start a local Ray instance).",
+            rich_help_panel=SCALE_PANEL,
+        ),
+    ] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(help="Ray workers (default 1).", rich_help_panel=SCALE_PANEL),
+    ] = None,
+    cpus_per_worker: Annotated[
+        float | None,
+        typer.Option(
+            help="CPUs each Ray worker reserves (default 1).", rich_help_panel=SCALE_PANEL
+        ),
+    ] = None,
+    gpus_per_worker: Annotated[
+        float | None,
+        typer.Option(
+            help="GPUs each Ray worker reserves; a fraction (0.5) shares a GPU (default 0).",
+            rich_help_panel=SCALE_PANEL,
+        ),
+    ] = None,
     *,
     method: MethodOptions,
     when: TemporalOptions,
@@ -154,18 +207,24 @@ def eval_command(
     """Evaluate grounding on a benchmark or manifest: pointing game and spatial mAP,
     or (--task) when and where steps happen in whole videos."""
     with user_errors(verbose):
-        from vgem.errors import SettingsError
+        from vgem.errors import DatasetError, SettingsError
+        from vgem.results import OutputSet, check_output
 
         compare_paper = _compare_choice(compare)
+        if describe:
+            _describe(dataset)
+            return
         if show:
             if dataset is not None or manifest is not None or export_manifest is not None:
                 raise SettingsError(
                     "--show prints finished runs; it runs nothing, so drop "
                     "--dataset, --manifest and --export-manifest."
                 )
-            _print_tables(show_runs(show, compare_paper=compare_paper, retry_hint=RETRY_HINT))
+            _print_tables(_shown_tables(show, compare_paper))
             return
-        chosen_task = _task(task, metrics, when)
+        if not (math.isfinite(source_fps) and source_fps > 0):
+            raise SettingsError(f"--source-fps must be a positive number, not {source_fps}.")
+        chosen_task = _task(task, metrics, when, mask_threshold)
         if chosen_task.whole_video and export_manifest is not None:
             raise SettingsError(
                 f"`task` {chosen_task.name} grounds whole videos; a manifest holds single frames.",
@@ -173,16 +232,40 @@ def eval_command(
             )
         # Bad options fail before the (possibly long) reading of annotations.
         settings = method.settings()
+        chosen_executor = None
+        if export_manifest is None:
+            chosen_executor = vgem.eval.make_executor(
+                executor,
+                ray_address=ray_address,
+                workers=workers,
+                cpus_per_worker=cpus_per_worker,
+                gpus_per_worker=gpus_per_worker,
+            )
+        if export_manifest is not None:  # a bad output fails before the annotations are read
+            check_output(export_manifest, setting="export_manifest", inputs=[manifest])
         source = _open(dataset, manifest, root, whole_videos=chosen_task.whole_video)
         selection = select(source, chosen_task, limit=limit, shuffle_seed=shuffle_seed)
         _warn_about(selection.problems)
+        if not quiet and selection.data is not None:
+            for line in selection.data.lines():
+                stderr.print(f"data: {line}", soft_wrap=True, markup=False)
+        if not selection.samples:
+            read = f"The manifest {manifest}" if manifest is not None else f"--dataset {dataset}"
+            unusable = (
+                f" ({len(selection.problems)} unusable, see above)" if selection.problems else ""
+            )
+            raise DatasetError(f"{read} holds no samples to evaluate{unusable}.")
         if export_manifest is not None:
-            written = vgem.eval.export_manifest(selection.samples, export_manifest)
+            with OutputSet(inputs=[manifest]) as outputs:
+                staged = outputs.add(export_manifest, setting="export_manifest")
+                written = vgem.eval.export_manifest(selection.samples, staged.temporary)
             if not quiet:
                 stderr.print(
                     f"wrote {written} sample(s) to {export_manifest}", soft_wrap=True, markup=False
                 )
             return
+        if run_dir is not None:  # its results file must be writable: say so before any model
+            check_output(run_dir / "results.json", setting="run_dir", inputs=[manifest])
         with EvalProgress(quiet=quiet, accuracy=not chosen_task.whole_video) as progress:
             result = vgem.eval.run(
                 source,
@@ -197,6 +280,7 @@ def eval_command(
                 shuffle_seed=shuffle_seed,
                 source_fps=source_fps,
                 nlp_dir=method.cache_dir,
+                executor=chosen_executor,
                 progress=progress,
             )
         if result.interrupted:
@@ -215,14 +299,28 @@ def eval_command(
 # --------------------------------------------------------------------------- options
 
 
-def _task(task: str, metrics: str, when: TemporalOptions) -> Task:
+def _task(
+    task: str, metrics: str, when: TemporalOptions, mask_threshold: float | None = None
+) -> Task:
     """The task object; the spatial metrics, or the temporal settings of a whole-video task."""
     from vgem.eval.tasks import VIDEO_TASK_METRICS, make_task
 
     if task.strip().lower() not in VIDEO_TASK_METRICS:
-        return make_task(task, metrics=_metric_names(metrics))
+        return make_task(task, metrics=_metric_names(metrics), mask_threshold=mask_threshold)
     chosen_metrics = None if metrics == DEFAULT_METRICS else _metric_names(metrics)
-    return make_task(task, metrics=chosen_metrics, temporal=when.settings())
+    return make_task(
+        task, metrics=chosen_metrics, temporal=when.settings(), mask_threshold=mask_threshold
+    )
+
+
+def _describe(dataset: str | None) -> None:
+    """The guide of one dataset plugin (or of every one) on stdout."""
+    from vgem import plugins
+    from vgem.eval.sources import describe_dataset
+
+    names = [dataset] if dataset is not None else sorted(plugins.names("vgem.datasets"))
+    blocks = ["\n".join(describe_dataset(name)) for name in names]
+    typer.echo("\n\n".join(blocks))
 
 
 def _metric_names(text: str) -> list[str]:
@@ -269,6 +367,30 @@ def _warn_about(problems: list[ManifestProblem]) -> None:
 
 
 # --------------------------------------------------------------------------- printing
+
+
+def _shown_tables(paths: list[Path], compare_paper: bool) -> list[Any]:
+    """The tables of finished runs; a results file that cannot be shown is one clear error."""
+    from vgem.errors import DatasetError
+    from vgem.eval.report import load_results
+
+    documents = []
+    for path in paths:
+        document = load_results(path)
+        try:
+            render_tables([document], compare_paper=compare_paper, retry_hint=RETRY_HINT)
+        except (LookupError, TypeError, ValueError, AttributeError, ArithmeticError) as error:
+            raise DatasetError(
+                f"{path}: the results file is damaged ({type(error).__name__}: {error}); "
+                "run the evaluation again to rewrite it."
+            ) from error
+        documents.append(document)
+    try:
+        return render_tables(documents, compare_paper=compare_paper, retry_hint=RETRY_HINT)
+    except (LookupError, TypeError, ValueError, AttributeError, ArithmeticError) as error:
+        raise DatasetError(
+            f"These runs cannot be shown side by side ({type(error).__name__}: {error})."
+        ) from error
 
 
 def _print_tables(tables: list[Any]) -> None:

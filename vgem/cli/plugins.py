@@ -9,7 +9,10 @@ from vgem.cli.options import VERBOSE
 
 
 def plugins_command(verbose: Annotated[bool, VERBOSE] = False) -> None:
-    """List installed plugins: backbones, extractors, aggregators, datasets, temporal scorers."""
+    """List installed plugins: backbones, extractors, aggregators, datasets, temporal scorers.
+
+    A plugin whose name another package's plugin already takes is listed as not used.
+    """
     with user_errors(verbose):
         from rich.console import Console
         from rich.table import Table
@@ -21,9 +24,14 @@ def plugins_command(verbose: Annotated[bool, VERBOSE] = False) -> None:
         for column in ("group", "name", "package", "status", "summary"):
             table.add_column(column)
         for row in plugins.list_plugins():
-            if row.error:
+            summary = ""
+            if row.shadowed_by:
+                status = Text(
+                    f"not used: the name '{row.name}' is taken by {row.shadowed_by}",
+                    style="yellow",
+                )
+            elif row.error:
                 status = Text(f"failed: {row.error}", style="red")
-                summary = ""
             else:
                 status = Text("ok", style="green")
                 summary = _summary(plugins.load(row.group, row.name))
@@ -39,7 +47,14 @@ def plugins_command(verbose: Annotated[bool, VERBOSE] = False) -> None:
 
 def _summary(plugin: Any) -> str:
     """A backbone spec's ``summary``, a dataset's ``description``; for other plugins, the
-    first sentence of their docstring."""
+    first sentence of their docstring (nothing where the plugin's own code fails)."""
+    try:
+        return _described(plugin)
+    except Exception:  # the plugin's own properties: a listing must not fail on them
+        return ""
+
+
+def _described(plugin: Any) -> str:
     for attribute in ("summary", "description"):
         text = getattr(plugin, attribute, None)
         if isinstance(text, str) and text.strip():

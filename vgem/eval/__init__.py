@@ -29,9 +29,11 @@ if TYPE_CHECKING:
         LocalExecutor,
         RunListener,
         export_manifest,
+        make_executor,
         run,
         select,
     )
+    from vgem.eval.ray_executor import RayExecutor
     from vgem.eval.report import load_results, render_tables
     from vgem.eval.samples import ManifestProblem, Sample, Selection, VideoSample
     from vgem.eval.sources import SampleSource, open_dataset, open_manifest
@@ -45,6 +47,8 @@ _EXPORTS = {
     "LocalExecutor": "vgem.eval.engine",
     "RunListener": "vgem.eval.engine",
     "export_manifest": "vgem.eval.engine",
+    "make_executor": "vgem.eval.engine",
+    "RayExecutor": "vgem.eval.ray_executor",
     "run": "vgem.eval.engine",
     "select": "vgem.eval.engine",
     "load_results": "vgem.eval.report",
@@ -69,6 +73,7 @@ __all__ = [
     "GroundingJob",
     "LocalExecutor",
     "ManifestProblem",
+    "RayExecutor",
     "RunListener",
     "Sample",
     "SampleSource",
@@ -79,6 +84,7 @@ __all__ = [
     "WholeVideoTask",
     "export_manifest",
     "load_results",
+    "make_executor",
     "make_task",
     "open_dataset",
     "open_manifest",

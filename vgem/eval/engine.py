@@ -24,7 +24,9 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Callable, Sequence
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -73,6 +75,7 @@ class RunOutcome:
     resumed: int
     written: int
     interrupted: bool
+    execution: dict[str, Any] | None = None  # how the work was executed (see Executor)
 
 
 # --------------------------------------------------------------------------- executing
@@ -111,10 +114,13 @@ class Worker:
     def __init__(self, job: GroundingJob) -> None:
         self.job = job
         self._grounder: SupportsGround | None = None
+        self.load_seconds = 0.0  # building the grounder
 
     def grounder(self) -> SupportsGround:
         if self._grounder is None:
+            started = time.perf_counter()
             self._grounder = self.job.load_grounder()
+            self.load_seconds = time.perf_counter() - started
         return self._grounder
 
     def run(self, unit: WorkUnit, emit: Emit) -> None:
@@ -122,9 +128,53 @@ class Worker:
 
 
 class Executor(Protocol):
-    """Runs the work units of a job, handing every line to ``emit`` in the driver."""
+    """Runs the work units of a job, handing every line to ``emit`` in the driver.
+
+    An executor may also have ``execution() -> dict``: how its last
+    ``execute`` went (the executor, its workers, each worker's throughput),
+    which results.json records under ``execution``.
+    """
 
     def execute(self, job: GroundingJob, units: Sequence[WorkUnit], emit: Emit) -> None: ...
+
+
+@dataclass
+class WorkerMeter:
+    """One worker's share of a sitting: units and lines done, seconds busy (loading included)."""
+
+    worker: str
+    units: int = 0
+    samples: int = 0
+    busy_seconds: float = 0.0
+    load_seconds: float = 0.0
+
+    def counting(self, emit: Emit) -> Emit:
+        def counted(line: Line) -> None:
+            self.samples += 1
+            emit(line)
+
+        return counted
+
+    @contextmanager
+    def timing(self) -> Iterator[None]:
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.busy_seconds += time.perf_counter() - started
+
+    def to_dict(self) -> dict[str, Any]:
+        """The counts and ``samples_per_second`` once the model was loaded."""
+        grounding = self.busy_seconds - self.load_seconds
+        rate = self.samples / grounding if self.samples and grounding > 0 else None
+        return {
+            "worker": self.worker,
+            "units": self.units,
+            "samples": self.samples,
+            "busy_seconds": round(self.busy_seconds, 3),
+            "load_seconds": round(self.load_seconds, 3),
+            "samples_per_second": None if rate is None else round(rate, 4),
+        }
 
 
 class LocalExecutor:
@@ -134,10 +184,63 @@ class LocalExecutor:
     nothing left to do, or with only missing videos, loads no model.
     """
 
+    def __init__(self) -> None:
+        self._meter = WorkerMeter("local")
+
     def execute(self, job: GroundingJob, units: Sequence[WorkUnit], emit: Emit) -> None:
         worker = Worker(job)
+        self._meter = meter = WorkerMeter("local")
+        counted = meter.counting(emit)
         for unit in units:
-            worker.run(unit, emit)
+            with meter.timing():
+                worker.run(unit, counted)
+            meter.units += 1
+            meter.load_seconds = worker.load_seconds
+
+    def execution(self) -> dict[str, Any]:
+        return {"executor": "local", "workers": 1, "per_worker": [self._meter.to_dict()]}
+
+
+def make_executor(
+    name: str = "local",
+    *,
+    ray_address: str | None = None,
+    workers: int | None = None,
+    cpus_per_worker: float | None = None,
+    gpus_per_worker: float | None = None,
+) -> Executor:
+    """The executor called ``name``: ``local`` (this process) or ``ray`` (Ray actors,
+    :class:`vgem.eval.ray_executor.RayExecutor`; needs the ``ray`` extra).
+
+    The local executor takes none of the other settings.
+    """
+    chosen = str(name).strip().lower()
+    ray_settings = {
+        "ray_address": ray_address,
+        "workers": workers,
+        "cpus_per_worker": cpus_per_worker,
+        "gpus_per_worker": gpus_per_worker,
+    }
+    if chosen == "local":
+        given = [setting for setting, value in ray_settings.items() if value is not None]
+        if given:
+            verb = "applies" if len(given) == 1 else "apply"
+            raise SettingsError(
+                f"{', '.join(f'`{setting}`' for setting in given)} {verb} to `executor` ray; "
+                "the local executor is this process alone.",
+                settings=("executor", *given),
+            )
+        return LocalExecutor()
+    if chosen == "ray":
+        from vgem.eval.ray_executor import RayExecutor
+
+        return RayExecutor(
+            ray_address,
+            workers=1 if workers is None else workers,
+            cpus_per_worker=1.0 if cpus_per_worker is None else cpus_per_worker,
+            gpus_per_worker=0.0 if gpus_per_worker is None else gpus_per_worker,
+        )
+    raise SettingsError(f"`executor` takes local or ray, not {name!r}.", settings=("executor",))
 
 
 # --------------------------------------------------------------------------- the run loop
@@ -183,13 +286,21 @@ def evaluate(
         pending = [sample for sample in selection.samples if sample.id not in finished_ids]
         job = GroundingJob(task, context, load_grounder)
         interrupted = False
+        chosen = executor or LocalExecutor()
         try:
             units = task.units(pending, selection.known_errors)
-            (executor or LocalExecutor()).execute(job, units, emit)
+            chosen.execute(job, units, emit)
         except KeyboardInterrupt:
             interrupted = True
         records = task.current_records(log.records(), selection.samples, context.settings_hash)
-    return RunOutcome(records, len(finished_ids), written, interrupted)
+    execution = getattr(chosen, "execution", None)
+    return RunOutcome(
+        records,
+        len(finished_ids),
+        written,
+        interrupted,
+        execution() if callable(execution) else {"executor": type(chosen).__name__},
+    )
 
 
 # --------------------------------------------------------------------------- the front door
@@ -303,6 +414,7 @@ def run(
         finished_at=utc_timestamp(),
         resumed=outcome.resumed,
         evaluated=outcome.written,
+        execution=outcome.execution,
     )
     results_path = write_results(directory / RESULTS_FILE, document)
     return EvalResult(document, results_path, directory, outcome.interrupted)

@@ -24,9 +24,10 @@ Fields:
   Exactly one of the two.
 - ``query`` (string, required, not blank): the action to find.
 - ``boxes`` (required, at least one): ground-truth boxes ``[x1, y1, x2, y2]``
-  in pixels of the frame (see ``frame_size``), origin top-left, with
-  ``x2 >= x1`` and ``y2 >= y1``. A prediction is correct when it falls in
-  any of them, borders included; like the authors, vgem scores it after
+  in pixels of the frame (see ``frame_size``), origin top-left. A box with
+  ``x2 < x1`` or ``y2 < y1`` is kept as published (releases hold such boxes):
+  no point lies in it, and the data report counts it. A prediction is correct
+  when it falls in any of them, borders included; like the authors, vgem scores it after
   scaling the boxes to the model's S x S input and rounding them.
 - ``class`` (string, optional): the class the sample is averaged under in the
   per-class figures; without it the query is the class, as in the authors'
@@ -43,8 +44,11 @@ Fields:
 
 Any other field is an error, so a misspelt optional field is reported rather
 than silently ignored. A line that cannot be used (invalid JSON, a missing
-field, a box with ``x2 < x1``, a duplicate id) is reported with its line
-number and reading goes on with the next line.
+field, a box without four numbers, a duplicate id) is reported with its line
+number and reading goes on with the next line. Every number must be finite
+and within range: a box coordinate within ±10^6, a ``frame_size`` side in
+[0.001, 10^6], a ``time`` of at most 10^7 seconds, a ``frame`` of at most
+10^9 (so nothing computed from them can overflow later in the run).
 """
 
 from __future__ import annotations
@@ -56,7 +60,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from vgem.errors import DatasetError, os_error_text
+from vgem.errors import DatasetError, first_line, os_error_text
 from vgem.eval.samples import Box, ManifestProblem, Sample, json_type_name
 
 # The sample types live in vgem.eval.samples; they are named here too, where they always were.
@@ -144,8 +148,10 @@ def read_manifest(
     """The samples of a manifest in file order, with a problem for each bad line.
 
     A file that cannot be opened at all raises ``DatasetError`` at once; a bad
-    line never stops the reading. With ``root``, a sample whose video does not
-    exist under it becomes a problem that carries the sample.
+    line never stops the reading. ``root`` (the folder videos are relative to) is
+    accepted for compatibility and not used: whether a video exists is decided
+    by the run, for manifests and datasets alike (a missing video is an error
+    line, counted, and grounded again with ``retry_errors``).
     """
     manifest_path = Path(path)
     if not manifest_path.is_file():
@@ -224,10 +230,6 @@ def _iter_manifest(path: Path, root: Path | None) -> Iterator[Sample | ManifestP
                 reason = f"duplicate id {sample.id!r} (first used on line {first_line})"
                 yield ManifestProblem(source, reason, line_number)
                 continue
-            if root is not None and not (root / sample.video).exists():
-                reason = f"video {sample.video!r} not found under {root}"
-                yield ManifestProblem(source, reason, line_number, sample)
-                continue
             yield sample
 
 
@@ -236,6 +238,10 @@ def _decode_json(text: str) -> Any:
         return json.loads(text, parse_constant=_refuse_constant)
     except json.JSONDecodeError as error:
         raise ValueError(f"invalid JSON: {error.msg} at column {error.colno}") from error
+    except RecursionError:  # [[[[…]]]] nested past Python's recursion limit
+        raise ValueError("invalid JSON: nested too deeply") from None
+    except ValueError as error:  # an integer of more digits than Python converts
+        raise ValueError(f"invalid JSON: {first_line(error)}") from None
 
 
 def _refuse_constant(name: str) -> Any:

@@ -6,18 +6,34 @@ rule follows the authors' evaluation code (``application/utilities/data.py``,
 
 - Everything is scored in model-input space (S x S). A box is scaled from the
   frame it was drawn on with ``round(x * (S / width))``: the ratio first,
-  then Python's ``round``, which rounds halves to even.
+  then a round half to even. GroundingYouTube, YouCook-Interactions and DALY
+  boxes are scaled in Python floats (float64); V-HICO boxes in float32, as
+  the authors' torch tensors are (:data:`BOX_ARITHMETIC`): a product that is
+  exactly k + 1/2 in exact arithmetic may round the other way.
 - Pointing game: the integer arg-max point is a hit when it lies in any
   ground-truth box, borders included. Samples that could not be run (a missing
   video) are left out of the accuracy, as the authors skipped unreadable
   frames, and are counted separately.
-- Spatial mAP (the WWW paper's measure): min-max normalize the heatmap, keep
-  the pixels strictly above 0.5, and compute the IoU of that mask with the
-  union of the ground-truth boxes painted as ``mask[y1:y2, x1:x2]`` (right and
-  bottom edges excluded, unlike the pointing game). A sample is correct when
-  the IoU is strictly above 0.3; the fraction correct is taken per class and
-  then averaged over classes. The strict comparisons are the authors'; the
-  paper's wording ("IoU >= 0.3") differs only on exact ties.
+- Spatial mAP (the VideoGEM authors' ``spatial_eval``): min-max normalize the
+  heatmap, keep the pixels strictly above the mask threshold, and compute the
+  IoU of that mask with the union of the ground-truth boxes painted as
+  ``mask[y1:y2, x1:x2]`` (right and bottom edges excluded, unlike the pointing
+  game). A sample is correct when the IoU is strictly above 0.3; the fraction
+  correct is taken per class and then averaged over classes. The mask
+  threshold is 0.5, ``spatial_eval``'s default; the authors' released entry
+  point (``spatial_test``) passes 0.4, so it is a setting
+  (``SpatialAP(mask_threshold=...)``). The strict comparisons are the
+  authors'; the paper's wording ("IoU >= 0.3") differs only on exact ties.
+  One deliberate difference: a box starting left of or above the input is
+  clipped at 0, where the authors' slicing wraps it around to the far edge.
+- The GroundingYouTube authors' own spatial measure (:class:`WWWSpatial`,
+  ``eval_mining_clip_iou.py`` of brian7685/GroundingYouTube) is a different
+  one, kept separate: the heatmap upsampled to the frame's own pixels, cut at
+  ``>= 1e-4`` (not normalized, not 0.5), the box painted one pixel to the
+  right of where it is (columns x1 + 1 .. x2 + 1, rows y1 .. y2, both ends
+  included, coordinates truncated), and "mAP" the fraction of *samples* (not
+  classes) whose IoU is above 0.3. A box that paints nothing (an inverted
+  one) is a sample with no IoU: counted, never correct.
 
 All results are frozen dataclasses of plain numbers; ``to_dict()`` gives JSON.
 A rate over zero samples is ``None`` rather than NaN, which JSON cannot hold.
@@ -37,14 +53,36 @@ from vgem.plain import mean_of
 Point = tuple[int, int]
 ModelBox = tuple[int, int, int, int]
 
+DEFAULT_MASK_THRESHOLD = 0.5  # spatial_eval's default; the authors' entry point passes 0.4
+AUTHORS_ENTRY_POINT_MASK_THRESHOLD = 0.4
+WWW_HEAT_THRESHOLD = 1e-4  # the GroundingYouTube evaluation's --thre default
+IOU_THRESHOLD = 0.3
+
+#: The arithmetic the VideoGEM authors scaled each benchmark's boxes in: torch
+#: tensors (float32) for V-HICO, Python floats for the others.
+BOX_ARITHMETIC: dict[str, str] = {"vhico": "float32"}
+
+
+def box_arithmetic(dataset: str | None) -> str:
+    """``float32`` or ``float64``: how the authors scaled the boxes of a dataset."""
+    return BOX_ARITHMETIC.get(dataset or "", "float64")
+
 
 def scale_box_to_model(
-    box: Sequence[float], frame_size: Sequence[float], input_size: int
+    box: Sequence[float],
+    frame_size: Sequence[float],
+    input_size: int,
+    *,
+    arithmetic: str = "float64",
 ) -> ModelBox:
-    """A box in the S x S model input, rounded to integers as the authors did.
+    """A box in the S x S model input, rounded to integers (halves to even) as the
+    authors did.
 
     ``frame_size`` is the (width, height) of the frame the box was drawn on,
     in the box's own units: a box given as fractions of the frame uses (1, 1).
+    ``arithmetic``: ``float64`` (Python floats) or ``float32`` (the authors'
+    torch tensors for V-HICO: ``float32(x) * float32(S / width)``, rounded
+    to float32, then to an integer).
     """
     width, height = (float(size) for size in frame_size)
     if not (width > 0 and height > 0 and input_size > 0):
@@ -52,6 +90,13 @@ def scale_box_to_model(
     x_scale = input_size / width
     y_scale = input_size / height
     x1, y1, x2, y2 = (float(value) for value in box)
+    if arithmetic == "float32":
+        scales = np.array([x_scale, y_scale, x_scale, y_scale], dtype=np.float32)
+        products = np.array([x1, y1, x2, y2], dtype=np.float32) * scales
+        a, b, c, d = (int(value) for value in np.round(products))
+        return (a, b, c, d)
+    if arithmetic != "float64":
+        raise ValueError(f"arithmetic is float64 or float32, not {arithmetic!r}")
     return (round(x1 * x_scale), round(y1 * y_scale), round(x2 * x_scale), round(y2 * y_scale))
 
 
@@ -166,7 +211,7 @@ def normalize_heatmap(heatmap: np.ndarray) -> np.ndarray:
     return (values - low) / (high - low)
 
 
-def heatmap_mask(heatmap: np.ndarray, threshold: float = 0.5) -> np.ndarray:
+def heatmap_mask(heatmap: np.ndarray, threshold: float = DEFAULT_MASK_THRESHOLD) -> np.ndarray:
     """The pixels whose normalized heat is strictly above the threshold."""
     return normalize_heatmap(heatmap) > threshold
 
@@ -193,7 +238,9 @@ def mask_iou(predicted: np.ndarray, truth: np.ndarray) -> float:
 
 
 def heatmap_box_iou(
-    heatmap: np.ndarray, boxes: Iterable[Sequence[float]], mask_threshold: float = 0.5
+    heatmap: np.ndarray,
+    boxes: Iterable[Sequence[float]],
+    mask_threshold: float = DEFAULT_MASK_THRESHOLD,
 ) -> float:
     """IoU of the thresholded heatmap with the boxes, both in model-input pixels."""
     predicted = heatmap_mask(heatmap, mask_threshold)
@@ -230,7 +277,9 @@ class SpatialAPResult:
 class SpatialAP:
     """Collects per-sample IoUs and turns them into the spatial mAP."""
 
-    def __init__(self, iou_threshold: float = 0.3, mask_threshold: float = 0.5) -> None:
+    def __init__(
+        self, iou_threshold: float = IOU_THRESHOLD, mask_threshold: float = DEFAULT_MASK_THRESHOLD
+    ) -> None:
         self.iou_threshold = iou_threshold
         self.mask_threshold = mask_threshold
         self._ious: dict[str, list[float]] = {}
@@ -270,4 +319,95 @@ class SpatialAP:
             iou_threshold=self.iou_threshold,
             mask_threshold=self.mask_threshold,
             classes=classes,
+        )
+
+
+# --------------------------------------------------------------------------- the WWW measure
+
+
+def www_box_mask(box: Sequence[float], shape: tuple[int, int]) -> np.ndarray:
+    """A box painted as the GroundingYouTube evaluation paints it, on a (height, width) frame.
+
+    Coordinates are truncated to integers; columns ``x1 + 1`` to ``x2 + 1`` and
+    rows ``y1`` to ``y2`` are set, both ends included (their loop sets column
+    i when ``x1 < i <= x2 + 1``, and rows ``[y1:y2 + 1]``). Negative starts are
+    clipped at 0 rather than wrapped around, as everywhere in vgem.
+    """
+    height, width = shape
+    x1, y1, x2, y2 = (int(value) for value in box)
+    mask = np.zeros((height, width), dtype=bool)
+    first_column = max(x1 + 1, 0)
+    last_column = min(x2 + 1, width - 1)
+    if first_column <= last_column:
+        mask[max(y1, 0) : y2 + 1, first_column : last_column + 1] = True
+    return mask
+
+
+def www_iou(
+    frame_heatmap: np.ndarray, box: Sequence[float], heat_threshold: float = WWW_HEAT_THRESHOLD
+) -> float | None:
+    """The GroundingYouTube authors' IoU of a heatmap in frame pixels with one box.
+
+    The heatmap is cut at ``>= heat_threshold`` as given (not normalized); the
+    box is painted by :func:`www_box_mask`. None when the box paints nothing
+    (their evaluation counts such a sample and never scores it correct).
+    """
+    values = np.asarray(frame_heatmap, dtype=np.float64)
+    if values.ndim != 2:
+        raise ValueError(f"a heatmap must be 2-D (height, width), got shape {values.shape}")
+    box_mask = www_box_mask(box, (values.shape[0], values.shape[1]))
+    if not box_mask.any():
+        return None
+    predicted = values >= heat_threshold
+    union = np.logical_or(predicted, box_mask).sum()
+    return float(np.logical_and(predicted, box_mask).sum() / union)
+
+
+@dataclass(frozen=True)
+class WWWSpatialResult:
+    """The GroundingYouTube authors' spatial figures: their "mAP" is the fraction of
+    samples whose IoU is above the bar; ``mean_iou`` averages over every sample
+    (a box that paints nothing adds 0, as in their sums)."""
+
+    samples: int
+    correct: int
+    map: float | None
+    mean_iou: float | None
+    iou_threshold: float
+    heat_threshold: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class WWWSpatial:
+    """Collects per-sample IoUs of the GroundingYouTube measure (None: no box painted)."""
+
+    def __init__(
+        self, iou_threshold: float = IOU_THRESHOLD, heat_threshold: float = WWW_HEAT_THRESHOLD
+    ) -> None:
+        self.iou_threshold = iou_threshold
+        self.heat_threshold = heat_threshold
+        self._ious: list[float | None] = []
+
+    def add_iou(self, iou: float | None) -> None:
+        if iou is not None and not math.isfinite(iou):
+            raise ValueError(f"an IoU must be finite, got {iou}")
+        self._ious.append(None if iou is None else float(iou))
+
+    def add_heatmap(self, frame_heatmap: np.ndarray, box: Sequence[float]) -> float | None:
+        iou = www_iou(frame_heatmap, box, self.heat_threshold)
+        self.add_iou(iou)
+        return iou
+
+    def result(self) -> WWWSpatialResult:
+        samples = len(self._ious)
+        correct = sum(iou is not None and iou > self.iou_threshold for iou in self._ious)
+        return WWWSpatialResult(
+            samples=samples,
+            correct=correct,
+            map=_rate(correct, samples),
+            mean_iou=mean_of(iou or 0.0 for iou in self._ious) if samples else None,
+            iou_threshold=self.iou_threshold,
+            heat_threshold=self.heat_threshold,
         )

@@ -62,10 +62,13 @@ def build_results(
     finished_at: str,
     resumed: int,
     evaluated: int,
+    execution: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The results.json document: every figure, every error, the full settings.
 
-    ``task`` defaults to the spatial task with the description's metrics.
+    ``task`` defaults to the spatial task with the description's metrics;
+    ``execution`` says how this sitting's work was executed (the executor,
+    its workers and each one's throughput).
     """
     from vgem import __version__
 
@@ -105,9 +108,11 @@ def build_results(
         "started_at": description.started_at,
         "finished_at": finished_at,
         "this_sitting": {"resumed": resumed, "evaluated": evaluated},
+        "execution": dict(execution or {}),
         "overall": overall,
         "datasets": per_dataset,
         **task.document_part(description.backbone, description.settings, per_dataset),
+        "data": None if selection.data is None else selection.data.to_dict(),
         "errors": errors,
         "problems": [
             {

@@ -138,7 +138,9 @@ class PredictionLog:
                 stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
                 self.path.replace(self.run_dir / f"predictions-{stamp}.jsonl")
             try:
-                handle = self.path.open("a+b")
+                # Unbuffered: a failed write leaves nothing waiting in a buffer that
+                # a later flush could complete behind our back.
+                handle = self.path.open("a+b", buffering=0)
             except OSError as error:
                 raise RunError(f"Cannot write {self.path}: {os_error_text(error)}.") from error
             with handle:
@@ -152,13 +154,33 @@ class PredictionLog:
             lock.close()
 
     def append(self, record: Mapping[str, Any]) -> None:
-        """Write one line and wait until it is on disk."""
+        """Write one line and wait until it is on disk.
+
+        A write that fails (a full disk, an I/O error) is a fault of the run,
+        not of the sample: what was written of the line is cut off again and
+        :class:`RunError` is raised (not an ``OSError``, which a task records
+        as the sample's error), so the run stops with one line and the sample
+        stays pending for the next sitting.
+        """
         if self._handle is None:
             raise RuntimeError("PredictionLog.append needs the log to be open")
         line = json.dumps(record, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
-        self._handle.write(line.encode("utf-8") + b"\n")
-        self._handle.flush()
-        os.fsync(self._handle.fileno())
+        data = line.encode("utf-8") + b"\n"
+        descriptor = self._handle.fileno()
+        start = os.lseek(descriptor, 0, os.SEEK_END)
+        try:
+            written = 0
+            while written < len(data):
+                written += os.write(descriptor, data[written:])
+            os.fsync(descriptor)
+        except OSError as error:
+            with contextlib.suppress(OSError):
+                os.ftruncate(descriptor, start)
+            raise RunError(
+                f"Cannot write the predictions log {self.path}: {os_error_text(error)}. "
+                "The run stopped; the samples not yet written stay pending and are "
+                "grounded when the run is resumed."
+            ) from error
 
 
 def _lock_exclusively(lock: BinaryIO, run_dir: Path) -> None:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 import random
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from numbers import Integral, Real
 from typing import Any, TypeVar
@@ -89,17 +89,43 @@ class ManifestProblem:
     ``line`` is the manifest line (1-based) when the problem comes from a
     manifest; adapters name the place in their annotation file in ``reason``
     instead. ``sample`` is set when the sample itself was valid but cannot be
-    run (its video is missing), so that a runner can count it as an error.
+    run, so that a runner can count it as an error. ``kind`` is the reason in
+    a few words, without the entry's particulars ("no YouCook2 sentence"): the
+    data report counts skipped entries per kind (the reason when not given).
+    ``kept``: a warning about data that is still evaluated (no segment file:
+    segments are made from the boxes), counted among the report's remarks
+    rather than as skipped.
     """
 
     source: str
     reason: str
     line: int | None = None
     sample: Sample | None = None
+    kind: str | None = None
+    kept: bool = False
 
     def __str__(self) -> str:
         where = self.source if self.line is None else f"{self.source}:{self.line}"
         return f"{where}: {self.reason}"
+
+
+@dataclass(frozen=True)
+class DataNote:
+    """What an adapter noticed about an entry it kept, for the data report of a run.
+
+    Nothing here stops the sample from being evaluated; it is counted so that
+    a run on a public release can be audited against the paper. ``flags``:
+    annotation flags the entry carries (DALY's ``isReflection``);
+    ``outside_frame``: boxes the adapter knows lie outside their frame where
+    the sample cannot say so itself (no ``frame_size``); ``remarks``: other
+    counted observations, in a few words ("time and frame number disagree").
+    """
+
+    source: str
+    sample_id: str
+    flags: tuple[str, ...] = ()
+    outside_frame: int = 0
+    remarks: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -146,7 +172,14 @@ class VideoSample(VideoAnnotation):
             raise ValueError("the steps of a video must be distinct")
         object.__setattr__(self, "steps", steps)
         # times as floats and boxes as checked tuples: equal annotations fingerprint alike
-        segments = tuple(TruthSegment(s.step, float(s.start), float(s.end)) for s in self.segments)
+        segments = tuple(
+            TruthSegment(
+                s.step,
+                _finite(s.start, f"segment of {s.step!r}", limit=MAX_SECONDS),
+                _finite(s.end, f"segment of {s.step!r}", limit=MAX_SECONDS),
+            )
+            for s in self.segments
+        )
         object.__setattr__(self, "segments", segments)
         for segment in segments:
             if segment.step not in steps:
@@ -166,7 +199,9 @@ class VideoSample(VideoAnnotation):
                 raise ValueError(f"box second must be a whole number, found {truth.second!r}")
             if truth.second < 0:
                 raise ValueError(f"box second must not be negative, found {truth.second}")
-            box = parse_box(truth.box, f"box at second {truth.second}")
+            if truth.second > MAX_SECONDS:
+                raise ValueError(f"box second must be at most {MAX_SECONDS:g}")
+            box = parse_box(truth.box, f"box at second {truth.second}", allow_inverted=True)
             boxes.append(TruthBox(truth.second, truth.step, box))
         object.__setattr__(self, "boxes", tuple(boxes))
 
@@ -215,18 +250,21 @@ class Selection:
     """The samples a run evaluates, in order, and what could not be read.
 
     ``problems`` holds every problem the reader reported, in reading order,
-    including those that still carry a sample (a missing video): such a
-    sample is in ``samples`` as well, with its reason in ``known_errors``, so
-    that it is counted as an error rather than silently dropped.
+    including those that still carry a sample (one that cannot be run): such
+    a sample is in ``samples`` as well, with its reason in ``known_errors``,
+    so that it is counted as an error rather than silently dropped. ``data``
+    is the data report of everything read, before any limit
+    (:class:`vgem.eval.data_report.DataReport`).
     """
 
     samples: list[Any]  # Sample or VideoSample objects, as the source reads them
     problems: list[ManifestProblem]
     known_errors: dict[str, str] = field(default_factory=dict)
+    data: Any = None  # a DataReport; Any keeps this module free of the report's import
 
 
 def select_samples(
-    items: Iterable[Sample | VideoSample | ManifestProblem],
+    items: Iterable[Sample | VideoSample | ManifestProblem | DataNote],
     *,
     limit: int | None = None,
     shuffle_seed: int | None = None,
@@ -235,13 +273,20 @@ def select_samples(
 
     Shuffling before limiting makes ``limit=200, shuffle_seed=0`` a fair
     random subset rather than the first videos of the file; the same seed
-    always gives the same subset, so such a run can be resumed.
+    always gives the same subset, so such a run can be resumed. The data
+    report covers every item read, whatever the limit.
     """
+    from vgem.eval.data_report import build_data_report
+
     samples: list[Sample | VideoSample] = []
     problems: list[ManifestProblem] = []
+    notes: list[DataNote] = []
     known_errors: dict[str, str] = {}
     seen_ids: set[str] = set()
     for item in items:
+        if isinstance(item, DataNote):
+            notes.append(item)
+            continue
         if isinstance(item, ManifestProblem):
             problems.append(item)
             if item.sample is None or item.sample.id in seen_ids:
@@ -254,13 +299,14 @@ def select_samples(
             continue
         seen_ids.add(item.id)
         samples.append(item)
+    data = build_data_report(samples, problems, notes)
     if shuffle_seed is not None:
         random.Random(shuffle_seed).shuffle(samples)
     if limit is not None:
         samples = samples[:limit]
         kept = {sample.id for sample in samples}
         known_errors = {key: reason for key, reason in known_errors.items() if key in kept}
-    return Selection(samples, problems, known_errors)
+    return Selection(samples, problems, known_errors, data)
 
 
 def group_by_video(samples: Iterable[AnySample]) -> dict[str, list[AnySample]]:
@@ -308,17 +354,35 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, Real) and not isinstance(value, bool)
 
 
-def _finite(value: Any, what: str) -> float:
+# Ranges every numeric field must lie in, so that no later arithmetic (scaling a
+# box to the model's input, rounding it, a time to a frame) can overflow.
+MAX_COORDINATE = 1e6
+"""Largest magnitude of a box coordinate (in its frame's units)."""
+FRAME_SIDE_RANGE = (1e-3, 1e6)
+"""Smallest and largest width or height of a ``frame_size``."""
+MAX_SECONDS = 1e7
+"""Latest time (seconds, about 116 days) a sample or segment may name."""
+MAX_FRAME_INDEX = 10**9
+"""Highest frame index a sample may name."""
+
+
+def _finite(value: Any, what: str, *, limit: float = math.inf) -> float:
+    """A finite number of magnitude at most ``limit``; ``ValueError`` naming ``what`` otherwise."""
     if not _is_number(value):
         raise ValueError(f"{what} must be a number, found {json_type_name(value)}")
-    number = float(value)
+    try:
+        number = float(value)
+    except OverflowError:  # an integer of hundreds of digits
+        raise ValueError(f"{what} must be finite, found a number too large to use") from None
     if not math.isfinite(number):
         raise ValueError(f"{what} must be finite, found {number}")
+    if abs(number) > limit:
+        raise ValueError(f"{what} must lie within ±{limit:g}, found {number:g}")
     return number
 
 
 def _seconds(value: Any) -> float:
-    seconds = _finite(value, "'time'")
+    seconds = _finite(value, "'time'", limit=MAX_SECONDS)
     if seconds < 0:
         raise ValueError(f"'time' must not be negative, found {seconds:g}")
     return seconds
@@ -327,17 +391,28 @@ def _seconds(value: Any) -> float:
 def _frame_index(value: Any) -> int:
     if not isinstance(value, Integral) or isinstance(value, bool):
         raise ValueError(f"'frame' must be a whole number, found {value!r}")
-    if value < 0:
-        raise ValueError(f"'frame' must not be negative, found {value}")
-    return int(value)
+    index = int(value)
+    if index < 0:
+        raise ValueError(f"'frame' must not be negative, found {index}")
+    if index > MAX_FRAME_INDEX:
+        raise ValueError(f"'frame' must be at most {MAX_FRAME_INDEX}")
+    return index
 
 
-def parse_box(value: Any, what: str) -> Box:
-    """A checked ``[x1, y1, x2, y2]`` as floats; ``ValueError`` naming ``what`` otherwise."""
+def parse_box(value: Any, what: str, *, allow_inverted: bool = False) -> Box:
+    """A checked ``[x1, y1, x2, y2]`` as floats; ``ValueError`` naming ``what`` otherwise.
+
+    ``allow_inverted``: keep a box with ``x2 < x1`` or ``y2 < y1`` as it is.
+    Ground truth does (:func:`is_inverted`): a public release holds such boxes
+    (GroundingYouTube has 18), the authors' evaluation keeps them and no point
+    lies in them, so they count as misses; the data report counts them.
+    """
     coordinates = _as_list(value, what, "[x1, y1, x2, y2]")
     if len(coordinates) != 4:
         raise ValueError(f"{what} must have 4 numbers [x1, y1, x2, y2], found {len(coordinates)}")
-    x1, y1, x2, y2 = (_finite(number, what) for number in coordinates)
+    x1, y1, x2, y2 = (_finite(number, what, limit=MAX_COORDINATE) for number in coordinates)
+    if allow_inverted:
+        return (x1, y1, x2, y2)
     if x2 < x1:
         raise ValueError(f"{what} has x2 < x1 ({x2:g} < {x1:g})")
     if y2 < y1:
@@ -345,10 +420,16 @@ def parse_box(value: Any, what: str) -> Box:
     return (x1, y1, x2, y2)
 
 
+def is_inverted(box: Sequence[float]) -> bool:
+    """Whether a box has ``x2 < x1`` or ``y2 < y1`` (no point lies in it)."""
+    return box[2] < box[0] or box[3] < box[1]
+
+
 def _boxes(value: Any, name: str, *, allow_empty: bool = True) -> tuple[Box, ...]:
     items = _as_list(value, f"'{name}'", "a list of boxes")
     boxes = tuple(
-        parse_box(box, f"'{name}' box {index}") for index, box in enumerate(items, start=1)
+        parse_box(box, f"'{name}' box {index}", allow_inverted=True)
+        for index, box in enumerate(items, start=1)
     )
     if not boxes and not allow_empty:
         raise ValueError(f"'{name}' is empty; a sample needs at least one box")
@@ -363,6 +444,11 @@ def parse_frame_size(value: Any) -> tuple[float, float]:
     width, height = (_finite(size, "'frame_size'") for size in sizes)
     if width <= 0 or height <= 0:
         raise ValueError(f"'frame_size' must be positive, found [{width:g}, {height:g}]")
+    smallest, largest = FRAME_SIDE_RANGE
+    if not (smallest <= width <= largest and smallest <= height <= largest):
+        raise ValueError(
+            f"'frame_size' must lie in [{smallest:g}, {largest:g}], found [{width:g}, {height:g}]"
+        )
     return (width, height)
 
 

@@ -72,7 +72,7 @@ def open_dataset(
     temporal tasks) with the adapter's ``read_videos``, which not every
     dataset has.
     """
-    adapter = _dataset_adapter(name)
+    adapter = dataset_adapter(name)
     folder = dataset_root(root).resolve()
     if not whole_videos:
         return SampleSource(lambda: adapter.read(folder), label=name, root=folder, dataset=name)
@@ -107,7 +107,16 @@ def open_manifest(
     )
 
 
-def _dataset_adapter(name: str) -> Any:
+def describe_dataset(name: str) -> list[str]:
+    """What a dataset plugin needs, in words: its files, where they are published and go
+    under the root, its videos, the counts a full read gives (its ``guide``)."""
+    from vgem.eval.datasets.base import describe
+
+    return describe(dataset_adapter(name))
+
+
+def dataset_adapter(name: str) -> Any:
+    """The adapter object of a ``vgem.datasets`` plugin."""
     from vgem import plugins
 
     create = getattr(plugins, "create", None)

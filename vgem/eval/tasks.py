@@ -48,11 +48,15 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from vgem.errors import InputError, SettingsError, os_error_text
 from vgem.eval.metrics import (
+    DEFAULT_MASK_THRESHOLD,
     PointingGame,
     SpatialAP,
+    WWWSpatial,
+    box_arithmetic,
     heatmap_box_iou,
     pointing_hit,
     scale_box_to_model,
+    www_iou,
 )
 from vgem.eval.paper import match_paper_row
 from vgem.eval.run_log import current_records, sample_fingerprint, video_fingerprint
@@ -81,7 +85,8 @@ if TYPE_CHECKING:
     from vgem.video import VideoInfo
 
 TASKS = ("spatial", "spatiotemporal", "temporal")
-METRICS = ("pointing", "map")  # the spatial task's, in their canonical order
+METRICS = ("pointing", "map", "www")  # the spatial task's, in their canonical order
+DEFAULT_METRICS = ("pointing", "map")  # www, the GroundingYouTube authors' measure, on request
 VIDEO_TASK_METRICS = {
     "spatiotemporal": ("iou_pointing", "video_map"),
     "temporal": ("iou", "iod", "segment_map"),
@@ -158,6 +163,11 @@ class Stopwatch:
             yield
         finally:
             self._mark = time.perf_counter() - elapsed
+
+
+def missing_video_reason(video: str, root: Path) -> str:
+    """What the line of a sample whose video is missing says."""
+    return f"video {video!r} not found under {root}"
 
 
 def error_reason(error: BaseException) -> str:
@@ -321,6 +331,13 @@ class Task(ABC):
         if not pending:
             return
         stopwatch = Stopwatch()
+        if not (context.root / unit.video).exists():
+            # one rule, whether the samples come from a dataset or a manifest: an error
+            # line, counted, and grounded again with retry_errors once the video is there
+            reason = missing_video_reason(unit.video, context.root)
+            for sample in pending:
+                emit(self.error_record(sample, context, reason, 0.0))
+            return
         try:
             info = probe_video(context.root / unit.video, source_fps=context.source_fps)
         except (InputError, OSError) as error:
@@ -409,10 +426,16 @@ class Task(ABC):
 
 
 class SpatialTally(Tally):
-    def __init__(self, with_map: bool) -> None:
+    def __init__(
+        self,
+        with_map: bool,
+        mask_threshold: float = DEFAULT_MASK_THRESHOLD,
+        with_www: bool = False,
+    ) -> None:
         super().__init__()
         self.pointing = PointingGame()
-        self.spatial = SpatialAP() if with_map else None
+        self.spatial = SpatialAP(mask_threshold=mask_threshold) if with_map else None
+        self.www = WWWSpatial() if with_www else None
 
     def add_error(self, sample: Sample) -> None:
         self.pointing.add_error(sample.class_key)
@@ -421,23 +444,46 @@ class SpatialTally(Tally):
         self.pointing.add(sample.class_key, bool(record["hit"]))
         if self.spatial is not None and "iou" in record:
             self.spatial.add_iou(sample.class_key, float(record["iou"]))
+        if self.www is not None and "www_iou" in record:
+            iou = record["www_iou"]
+            self.www.add_iou(None if iou is None else float(iou))
 
     def figures(self) -> dict[str, Any]:
-        return {
+        figures = {
             "pointing": self.pointing.result().to_dict(),
             "map": None if self.spatial is None else self.spatial.result().to_dict(),
         }
+        if self.www is not None:
+            figures["www"] = self.www.result().to_dict()
+        return figures
 
 
 @dataclass(frozen=True)
 class SpatialTask(Task):
-    """One frame per sample: the pointing game and (with ``map``) spatial mAP."""
+    """One frame per sample: the pointing game, (with ``map``) the VideoGEM authors'
+    spatial mAP with its ``mask_threshold`` (0.5; their entry point used 0.4), and
+    (with ``www``) the GroundingYouTube authors' own spatial measure
+    (:class:`vgem.eval.metrics.WWWSpatial`)."""
 
-    metrics: tuple[str, ...] = METRICS
+    metrics: tuple[str, ...] = DEFAULT_METRICS
+    mask_threshold: float = DEFAULT_MASK_THRESHOLD
     name = "spatial"
     whole_video = False
     unit_name = "samples"
     compares_with_paper = True
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.mask_threshold < 1:
+            raise SettingsError(
+                f"`mask_threshold` must lie in [0, 1), not {self.mask_threshold!r}.",
+                settings=("mask_threshold",),
+            )
+
+    def identity(self) -> dict[str, Any]:
+        # the IoU of a line depends on the threshold; the default keeps older hashes
+        if self.mask_threshold == DEFAULT_MASK_THRESHOLD:
+            return {}
+        return {"mask_threshold": self.mask_threshold}
 
     def fingerprint(self, sample: Sample) -> str:
         return sample_fingerprint(sample)
@@ -446,8 +492,12 @@ class SpatialTask(Task):
         return {"class": sample.class_key, "video": sample.video, "query": sample.query}
 
     def is_complete(self, record: Mapping[str, Any]) -> bool:
-        # a line from a run without map lacks the IoU that a run with it needs
-        return "hit" in record and ("map" not in self.metrics or "iou" in record)
+        # a line from a run without map (or www) lacks the IoU that a run with it needs
+        return (
+            "hit" in record
+            and ("map" not in self.metrics or "iou" in record)
+            and ("www" not in self.metrics or "www_iou" in record)
+        )
 
     def plan(
         self, info: VideoInfo, samples: list[Sample], context: RunContext, emit: Emit
@@ -524,13 +574,17 @@ class SpatialTask(Task):
                 for role, point in grounded.prompt_points.items()
             },
         )
+        action_map = similarity[PROMPT_ROLES.index("action")]
         if "map" in self.metrics:
-            action_map = similarity[PROMPT_ROLES.index("action")]
-            line["iou"] = round(action_heatmap_iou(action_map, model_boxes, input_size), 6)
+            iou = action_heatmap_iou(action_map, model_boxes, input_size, self.mask_threshold)
+            line["iou"] = round(iou, 6)
+        if "www" in self.metrics:
+            frame_iou = www_frame_iou(action_map, sample, (info.width, info.height))
+            line["www_iou"] = None if frame_iou is None else round(frame_iou, 6)
         return line
 
     def new_tally(self) -> Tally:
-        return SpatialTally("map" in self.metrics)
+        return SpatialTally("map" in self.metrics, self.mask_threshold, "www" in self.metrics)
 
     def error_fields(self, sample: Sample) -> dict[str, Any]:
         return {"class": sample.class_key}
@@ -540,11 +594,12 @@ class SpatialTask(Task):
     ) -> dict[str, Any]:
         match = match_paper_row(backbone, settings)
         return {
+            "mask_threshold": self.mask_threshold,
             "paper": {
                 "row": match.row,
                 "reason": match.reason,
                 "accuracy": {name: match.accuracy(name) for name in datasets},
-            }
+            },
         }
 
     def table_title(self, document: Mapping[str, Any]) -> str:
@@ -559,6 +614,10 @@ class SpatialTask(Task):
         if any(scores.get("map") for scores in figures):
             columns.append(
                 FigureColumn("mAP %", lambda scores: (scores.get("map") or {}).get("mean_ap"))
+            )
+        if any(scores.get("www") for scores in figures):
+            columns.append(
+                FigureColumn("WWW mAP %", lambda scores: (scores.get("www") or {}).get("map"))
             )
         return columns
 
@@ -592,20 +651,51 @@ def score_point(
     point is tested there, borders included, as the authors did.
     """
     frame_size = sample.frame_size or video_size
-    model_boxes = [scale_box_to_model(box, frame_size, input_size) for box in sample.boxes]
+    arithmetic = box_arithmetic(sample.dataset)
+    model_boxes = [
+        scale_box_to_model(box, frame_size, input_size, arithmetic=arithmetic)
+        for box in sample.boxes
+    ]
     return pointing_hit(model_point, model_boxes), model_boxes
 
 
 def action_heatmap_iou(
-    similarity_map: np.ndarray, model_boxes: Sequence[Sequence[int]], input_size: int
+    similarity_map: np.ndarray,
+    model_boxes: Sequence[Sequence[int]],
+    input_size: int,
+    mask_threshold: float = DEFAULT_MASK_THRESHOLD,
 ) -> float:
-    """IoU of the action prompt's heatmap (upsampled to S x S, mask > 0.5) with the boxes."""
+    """IoU of the action prompt's heatmap (upsampled to S x S, mask > threshold) with
+    the boxes."""
     import torch
 
     from vgem.heatmaps import min_max_normalize, upsample
 
     heatmap = min_max_normalize(upsample(torch.from_numpy(similarity_map), input_size))
-    return heatmap_box_iou(heatmap.numpy(), model_boxes)
+    return heatmap_box_iou(heatmap.numpy(), model_boxes, mask_threshold)
+
+
+def www_frame_iou(
+    similarity_map: np.ndarray, sample: Sample, video_size: tuple[int, int]
+) -> float | None:
+    """The GroundingYouTube authors' IoU for a sample: the action prompt's heatmap
+    (min-max normalized, as vgem shows it) upsampled bilinearly to the video's own
+    frame, against the sample's first box in that frame's pixels (scaled from
+    ``frame_size`` when the sample has one); see :func:`vgem.eval.metrics.www_iou`.
+    None when the box paints nothing."""
+    import torch
+    import torch.nn.functional as F
+
+    width, height = (int(size) for size in video_size)
+    maps = torch.from_numpy(similarity_map).float()[None, None]
+    resized = F.interpolate(maps, size=(height, width), mode="bilinear", align_corners=False)
+    low, high = resized.min(), resized.max()
+    heatmap = (resized - low) / (high - low) if high > low else torch.zeros_like(resized)
+    box = sample.boxes[0]
+    if sample.frame_size is not None:
+        x_scale, y_scale = width / sample.frame_size[0], height / sample.frame_size[1]
+        box = (box[0] * x_scale, box[1] * y_scale, box[2] * x_scale, box[3] * y_scale)
+    return www_iou(heatmap[0, 0].numpy(), box)
 
 
 # --------------------------------------------------------------------------- whole videos
@@ -853,13 +943,20 @@ def make_task(
     *,
     metrics: Sequence[str] | None = None,
     temporal: TemporalSettings | None = None,
+    mask_threshold: float | None = None,
 ) -> Task:
-    """The task object for a task name, refusing settings that do not apply to it."""
+    """The task object for a task name, refusing settings that do not apply to it.
+
+    ``mask_threshold`` (spatial task, ``map``): where the normalized heatmap is
+    cut, 0.5 by default (the authors' ``spatial_eval``); 0.4 reproduces their
+    released entry point.
+    """
     if isinstance(task, Task):
-        if metrics is not None or temporal is not None:
+        if metrics is not None or temporal is not None or mask_threshold is not None:
             raise SettingsError(
-                "`metrics` and `temporal` are part of a task object; give them to its constructor.",
-                settings=("metrics", "temporal"),
+                "`metrics`, `temporal` and `mask_threshold` are part of a task object; "
+                "give them to its constructor.",
+                settings=("metrics", "temporal", "mask_threshold"),
             )
         return task
     name = str(task).strip().lower()
@@ -872,11 +969,17 @@ def make_task(
                 "not to `task` spatial.",
                 settings=("temporal", "task"),
             )
-        return SpatialTask(spatial_metrics(metrics))
+        threshold = DEFAULT_MASK_THRESHOLD if mask_threshold is None else float(mask_threshold)
+        return SpatialTask(spatial_metrics(metrics), threshold)
     if metrics is not None:
         raise SettingsError(
             f"`metrics` chooses spatial figures; `task` {name} reports all of its own.",
             settings=("metrics", "task"),
+        )
+    if mask_threshold is not None:
+        raise SettingsError(
+            f"`mask_threshold` applies to `task` spatial (spatial mAP), not to {name}.",
+            settings=("mask_threshold", "task"),
         )
     if temporal is not None:
         from vgem import plugins
@@ -886,15 +989,16 @@ def make_task(
 
 
 def spatial_metrics(metrics: Sequence[str] | None) -> tuple[str, ...]:
-    """The chosen spatial metrics in their canonical order (all of them when None)."""
+    """The chosen spatial metrics in their canonical order (pointing and map when None)."""
     if metrics is None:
-        return METRICS
+        return DEFAULT_METRICS
     chosen = {name.strip().lower() for name in metrics if name.strip()}
     unknown = sorted(chosen - set(METRICS))
     if unknown or not chosen:
         given = ", ".join(metrics)
         raise SettingsError(
-            f"`metrics` takes {' and/or '.join(METRICS)}, not {given!r}.", settings=("metrics",)
+            f"`metrics` takes {', '.join(METRICS[:-1])} and/or {METRICS[-1]}, not {given!r}.",
+            settings=("metrics",),
         )
     return tuple(name for name in METRICS if name in chosen)
 
@@ -903,7 +1007,8 @@ def task_of_document(document: Mapping[str, Any]) -> Task:
     """The task a results.json document was made by (a spatial one has no ``task`` key)."""
     name = document.get("task") or "spatial"
     if name == "spatial":
-        return SpatialTask(tuple(document.get("metrics") or METRICS))
+        threshold = document.get("mask_threshold", DEFAULT_MASK_THRESHOLD)
+        return SpatialTask(tuple(document.get("metrics") or DEFAULT_METRICS), float(threshold))
     from vgem.temporal import TemporalSettings
 
     return WholeVideoTask(name, TemporalSettings(**(document.get("temporal") or {})))

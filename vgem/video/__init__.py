@@ -16,11 +16,18 @@ from vgem.video.decode import (
 )
 from vgem.video.encode import VideoWriter
 from vgem.video.probe import IMAGE_EXTENSIONS, VideoInfo, probe_video
-from vgem.video.times import clip_frame_indices, frame_index_at, grounded_times, time_of_frame
+from vgem.video.times import (
+    GroundedTimes,
+    clip_frame_indices,
+    frame_index_at,
+    grounded_times,
+    time_of_frame,
+)
 
 __all__ = [
     "DEFAULT_READ_AHEAD",
     "IMAGE_EXTENSIONS",
+    "GroundedTimes",
     "PastEnd",
     "VideoInfo",
     "VideoWriter",

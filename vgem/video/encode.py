@@ -1,9 +1,11 @@
 """Video output: an H.264 MP4 sink that writes whole files or none.
 
 The counterpart of :mod:`vgem.video.decode`: RGB frames in, one file out,
-through imageio-ffmpeg's bundled ffmpeg. The file appears at its final path
-only once it is complete and has been read back (the project's rule for
-every output: a temporary name, then a rename).
+through imageio-ffmpeg's bundled ffmpeg. The file goes through vgem's one
+output-commit mechanism (:class:`vgem.results.OutputSet`): it appears at its
+final path only once it is complete and has been read back. ffmpeg's own
+messages never reach the terminal: a failure is one line that gives ffmpeg's
+reason.
 """
 
 from __future__ import annotations
@@ -11,17 +13,20 @@ from __future__ import annotations
 import contextlib
 import math
 import os
-import secrets
-import sys
+import subprocess
+import tempfile
 from fractions import Fraction
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import IO, TYPE_CHECKING
 
 import numpy as np
 
-from vgem.errors import InputError, VgemError, first_line
+from vgem.errors import InputError, VgemError
 from vgem.video.probe import probe_video
+
+if TYPE_CHECKING:
+    from vgem.results import OutputSet, StagedOutput
 
 __all__ = ["VideoWriter"]
 
@@ -29,16 +34,19 @@ __all__ = ["VideoWriter"]
 class VideoWriter:
     """Write RGB frames to an H.264 MP4 that appears at ``path`` only when complete.
 
-    Frames go to a hidden temporary file beside ``path`` (same filesystem, so
-    the final rename is atomic); leaving the ``with`` block normally checks
-    the file and renames it onto ``path``, leaving it by an exception deletes
-    it and keeps whatever was at ``path`` before. The size is kept exactly:
-    odd sizes are stored as 4:4:4, which some players cannot show.
+    ``path`` is a file path (checked and staged like every vgem output: a
+    symlink is written through, a folder, device or FIFO refused) or an output
+    already staged in a caller's :class:`vgem.results.OutputSet`, which then
+    commits it with the run's other outputs. Frames go to a hidden temporary
+    file beside the target; leaving the ``with`` block normally checks the file
+    (and, for a plain path, renames it into place), leaving it by an exception
+    deletes it and keeps whatever was at ``path`` before. The size is kept
+    exactly: odd sizes are stored as 4:4:4, which some players cannot show.
     """
 
     def __init__(
         self,
-        path: str | os.PathLike[str],
+        path: str | os.PathLike[str] | StagedOutput,
         size: tuple[int, int],
         fps: float,
         *,
@@ -49,50 +57,65 @@ class VideoWriter:
             raise ValueError(f"size must be positive (width, height), not {size}")
         if not (math.isfinite(fps) and fps > 0):
             raise ValueError(f"fps must be positive, not {fps}")
-        self.path = Path(path)
+        from vgem.results import StagedOutput
+
+        self._destination = path
+        self.path = Path(path.path if isinstance(path, StagedOutput) else os.fspath(path))
         self.size = (int(width), int(height))
         self.fps = fps
         self.crf = crf
         self.frames_written = 0
+        self._outputs: OutputSet | None = None  # our own, for a plain path
         self._temporary_path: Path | None = None
-        self._encoder: Any = None  # imageio-ffmpeg's frame generator, while open
+        self._process: subprocess.Popen[bytes] | None = None
+        self._error_log: IO[bytes] | None = None
 
     def __enter__(self) -> VideoWriter:
-        import imageio_ffmpeg
+        from vgem.results import OutputSet, StagedOutput
 
-        folder = self.path.parent
-        if not folder.is_dir():
-            raise InputError(f"{self.path}: the folder {folder} does not exist")
-        # ffmpeg creates the file, so it gets the usual permissions (mkstemp's
-        # would be owner-only); the random part keeps parallel runs apart.
-        self._temporary_path = folder / f".{self.path.name}.part-{secrets.token_hex(4)}.mp4"
-        width, height = self.size
-        # 4:2:0 halves the chroma resolution, so H.264 needs even sizes for it.
-        pixel_format = "yuv420p" if width % 2 == 0 and height % 2 == 0 else "yuv444p"
-        self._encoder = imageio_ffmpeg.write_frames(
-            str(self._temporary_path),
-            self.size,
-            fps=Fraction(self.fps).limit_denominator(1_000_000),
-            codec="libx264",
-            pix_fmt_out=pixel_format,
-            quality=None,
-            macro_block_size=1,
-            ffmpeg_log_level="error",
-            output_params=[
-                *("-crf", str(self.crf), "-preset", "veryfast"),
-                *("-movflags", "+faststart", "-f", "mp4"),  # playable while downloading
-            ],
-        )
+        destination = self._destination
+        if isinstance(destination, StagedOutput):
+            staged = destination
+        else:
+            self._outputs = OutputSet()
+            staged = self._outputs.add(destination)
+        self._temporary_path = staged.temporary
         try:
-            self._encoder.send(None)  # starts ffmpeg
-        except BaseException:
-            self.__exit__(*sys.exc_info())
+            self._start_encoder()
+        except BaseException as error:
+            self.__exit__(type(error), error, error.__traceback__)
             raise
         return self
 
+    def _start_encoder(self) -> None:
+        import imageio_ffmpeg
+
+        assert self._temporary_path is not None
+        width, height = self.size
+        # 4:2:0 halves the chroma resolution, so H.264 needs even sizes for it.
+        pixel_format = "yuv420p" if width % 2 == 0 and height % 2 == 0 else "yuv444p"
+        rate = Fraction(self.fps).limit_denominator(1_000_000)
+        command = [imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-nostats", "-v", "error"]
+        command += ["-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{width}x{height}"]
+        command += ["-r", str(rate), "-i", "pipe:0", "-an"]
+        command += ["-c:v", "libx264", "-pix_fmt", pixel_format, "-crf", str(self.crf)]
+        command += ["-preset", "veryfast", "-movflags", "+faststart", "-f", "mp4", "-y"]
+        # "file:" and an absolute path: a name with a colon is not taken for a protocol.
+        command.append("file:" + str(Path(self._temporary_path).absolute()))
+        self._error_log = tempfile.TemporaryFile()  # noqa: SIM115 (closed in __exit__)
+        # Its own session: Ctrl-C at a terminal reaches vgem, which ends ffmpeg itself.
+        self._process = subprocess.Popen(
+            command,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            stderr=self._error_log,
+            start_new_session=True,
+        )
+
     def write(self, frame: np.ndarray) -> None:
         """Append one H×W×3 uint8 RGB frame of the writer's size."""
-        if self._encoder is None:
+        process = self._process
+        if process is None or process.stdin is None:
             raise RuntimeError(f"{type(self).__name__}.write() used outside its `with` block")
         if frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[2] != 3:
             raise ValueError(f"expected an H×W×3 uint8 frame, got {frame.dtype} {frame.shape}")
@@ -102,11 +125,12 @@ class VideoWriter:
                 f"frame is {frame.shape[1]}x{frame.shape[0]}, the video is {width}x{height}"
             )
         try:
-            self._encoder.send(np.ascontiguousarray(frame))
-        except OSError as error:
+            process.stdin.write(np.ascontiguousarray(frame).tobytes())
+        except OSError as error:  # ffmpeg has stopped: its own words say why
+            process.wait()
             raise VgemError(
-                f"{self.path}: writing the video failed ({first_line(error)})"
-            ) from error
+                f"{self.path}: writing the video failed ({self._reason(error)})"
+            ) from None
         self.frames_written += 1
 
     def __exit__(
@@ -115,29 +139,56 @@ class VideoWriter:
         exception: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
-        encoder, self._encoder = self._encoder, None
+        process, self._process = self._process, None
+        outputs, self._outputs = self._outputs, None
         temporary_path, self._temporary_path = self._temporary_path, None
         try:
-            if exception_type is not None:
+            if exception_type is not None or process is None:
                 # The block's exception is the one to report, not ffmpeg's
                 # reaction to a half-written file.
-                with contextlib.suppress(Exception):
-                    if encoder is not None:
-                        encoder.close()
+                if process is not None:
+                    _stop(process)
+                if outputs is not None:
+                    outputs.discard()
                 return
-            if encoder is not None:
-                encoder.close()  # waits for ffmpeg to finish the file
-            if temporary_path is not None:
-                self._check_complete(temporary_path)
-                os.replace(temporary_path, self.path)
-                temporary_path = None
+            try:
+                if process.stdin is not None:
+                    process.stdin.close()  # end of input: ffmpeg finishes the file
+            except OSError:
+                pass
+            if process.wait() != 0:
+                raise VgemError(f"{self.path}: writing the video failed ({self._reason(None)})")
+            assert temporary_path is not None
+            self._check_complete(temporary_path)
+            if outputs is not None:
+                outputs.commit()
+        except BaseException:
+            if process is not None and process.poll() is None:
+                _stop(process)
+            if outputs is not None:
+                outputs.discard()
+            raise
         finally:
-            if temporary_path is not None:
-                with contextlib.suppress(FileNotFoundError):
-                    temporary_path.unlink()
+            if self._error_log is not None:
+                self._error_log.close()
+                self._error_log = None
+
+    def _reason(self, error: OSError | None) -> str:
+        """ffmpeg's last words on its error output, else the pipe's error."""
+        lines: list[str] = []
+        if self._error_log is not None:
+            with contextlib.suppress(OSError):
+                self._error_log.seek(0)
+                text = self._error_log.read().decode(errors="replace")
+                lines = [line.strip() for line in text.splitlines() if line.strip()]
+        if lines:
+            return _without_addresses(lines[-1])
+        if error is not None:
+            return error.strerror or type(error).__name__
+        return "ffmpeg failed"
 
     def _check_complete(self, temporary_path: Path) -> None:
-        """imageio-ffmpeg does not report ffmpeg's exit status, so read the result back."""
+        """Read the result back: the file must hold every frame written."""
         if self.frames_written == 0:
             raise VgemError(f"{self.path}: no frames were written, so no video was made")
         try:
@@ -149,3 +200,20 @@ class VideoWriter:
                 f"{self.path}: ffmpeg stored {written.frame_count} of "
                 f"{self.frames_written} frames (disk full?)"
             )
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    """End ffmpeg now (its half-written file is deleted by the caller)."""
+    with contextlib.suppress(OSError):
+        if process.stdin is not None:
+            process.stdin.close()
+    if process.poll() is None:
+        process.kill()
+    process.wait()
+
+
+def _without_addresses(line: str) -> str:
+    """``[out#0/mp4 @ 0x55…] Error opening output …`` → ``Error opening output …``."""
+    if line.startswith("[") and "] " in line:
+        return line.split("] ", 1)[1]
+    return line

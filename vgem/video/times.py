@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import bisect
 import math
+from collections.abc import Iterable
 
 from vgem.errors import InputError, SettingsError
 from vgem.video.probe import VideoInfo
@@ -12,16 +14,36 @@ def frame_index_at(info: VideoInfo, time: float) -> int:
     """The frame shown at ``time`` seconds, clamped to the video's frames."""
     if not math.isfinite(time):
         raise ValueError(f"time must be finite, not {time}")
-    # The small tolerance makes frame_index_at(time_of_frame(i)) == i despite
-    # rounding in i / fps * fps.
-    index = math.floor(time * info.fps + 1e-6)
+    frame_times = info.frame_times
+    if frame_times is not None:  # a variable-rate file: the frames' own start times
+        index = bisect.bisect_right(frame_times, time + 1e-6) - 1
+    else:
+        # The small tolerance makes frame_index_at(time_of_frame(i)) == i despite
+        # rounding in i / fps * fps.
+        index = math.floor(time * info.fps + 1e-6)
     return min(max(index, 0), info.frame_count - 1)
 
 
 def time_of_frame(info: VideoInfo, index: int) -> float:
     """The time at which frame ``index`` starts, the index clamped to the video's frames."""
     clamped_index = min(max(int(index), 0), info.frame_count - 1)
+    frame_times = info.frame_times
+    if frame_times is not None:
+        return frame_times[clamped_index]
     return clamped_index / info.fps
+
+
+class GroundedTimes(list[float]):
+    """The times to ground at, with ``warnings`` on how they were chosen (e.g. a
+    sampling rate above the video's frame rate, grounded at every frame instead).
+
+    A list, so it goes wherever times go; the Grounder reports the warnings of
+    times handed to it as ``at`` in the result's ``warnings``.
+    """
+
+    def __init__(self, times: Iterable[float] = (), warnings: Iterable[str] = ()) -> None:
+        super().__init__(times)
+        self.warnings: tuple[str, ...] = tuple(warnings)
 
 
 def grounded_times(
@@ -30,12 +52,17 @@ def grounded_times(
     fps: float | None = None,
     at: list[float] | None = None,
     every_frame: bool = False,
-) -> list[float]:
+) -> GroundedTimes:
     """The times (seconds) vgem grounds the query at, for exactly one sampling mode.
 
     ``at``: the given times in the given order (each within [0, duration]);
     ``every_frame``: the start of every frame; otherwise every ``1 / fps``
     seconds from 0 while before the end (``fps`` defaults to 1).
+
+    A rate that would ground more often than the video has frames (``fps``
+    above its frame rate) grounds every frame once instead and says so in the
+    returned list's ``warnings``: grounding one frame twice repeats the same
+    work for the same answer, and a rate of 10^12 would not fit in memory.
     """
     modes_given = sum([fps is not None, at is not None, every_frame])
     if modes_given > 1:
@@ -43,14 +70,23 @@ def grounded_times(
     if at is not None:
         if not at:
             raise InputError("no times were given to ground at")
-        return [_checked_time(info, time) for time in at]
+        return GroundedTimes(_checked_time(info, time) for time in at)
     if every_frame:
-        return [time_of_frame(info, index) for index in range(info.frame_count)]
+        return GroundedTimes(time_of_frame(info, index) for index in range(info.frame_count))
     sampling_fps = 1.0 if fps is None else float(fps)
     if not (math.isfinite(sampling_fps) and sampling_fps > 0):
-        raise SettingsError(f"the sampling rate must be a positive number, not {fps}")
+        raise SettingsError(
+            f"`fps` (the sampling rate) must be a positive number, not {fps}", settings=["fps"]
+        )
     time_count = max(1, math.ceil(info.duration * sampling_fps - 1e-9))
-    return [step / sampling_fps for step in range(time_count)]
+    if time_count > info.frame_count:
+        warning = (
+            f"`fps` {sampling_fps:g} asks for more times than the video has frames "
+            f"({info.frame_count} at {info.fps:g} fps); each frame was grounded once instead"
+        )
+        every = (time_of_frame(info, index) for index in range(info.frame_count))
+        return GroundedTimes(every, warnings=[warning])
+    return GroundedTimes(step / sampling_fps for step in range(time_count))
 
 
 def _checked_time(info: VideoInfo, time: float) -> float:

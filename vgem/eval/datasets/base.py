@@ -5,11 +5,12 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Iterator, Sequence
-from pathlib import Path
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
 from typing import Any, Protocol, runtime_checkable
 
 from vgem.errors import DatasetError, os_error_text
-from vgem.eval.samples import ManifestProblem, Sample
+from vgem.eval.samples import DataNote, ManifestProblem, Sample
 
 
 @runtime_checkable
@@ -25,7 +26,68 @@ class DatasetAdapter(Protocol):
     name: str
     description: str
 
-    def read(self, root: Path) -> Iterator[Sample | ManifestProblem]: ...
+    def read(self, root: Path) -> Iterator[Sample | ManifestProblem | DataNote]: ...
+
+
+@dataclass(frozen=True)
+class DatasetFile:
+    """A file (or folder) a benchmark needs under the root, and where it is published."""
+
+    path: str  # where it goes under the root (the first place looked)
+    what: str  # what it holds
+    published: str  # where to get it, by project name (and address)
+    also_looked: tuple[str, ...] = ()  # other places under the root it is found
+    optional: bool = False
+
+
+@dataclass(frozen=True)
+class DatasetGuide:
+    """What a user needs to evaluate on a benchmark: what to download, where to put it,
+    what the run should find. Built-in adapters carry one as ``guide``;
+    ``describe`` renders it (the README's benchmark sections say the same)."""
+
+    title: str
+    reference: str  # the paper
+    files: tuple[DatasetFile, ...]
+    videos: str  # where the videos (or frames) go and where they are published
+    counts: str  # what a full read finds, and what the reference evaluation counts
+    differences: tuple[str, ...] = ()  # where vgem deliberately differs from the authors
+
+    def lines(self, name: str) -> list[str]:
+        lines = [f"{name}: {self.title}", f"  paper: {self.reference}", "  files under the root:"]
+        for item in self.files:
+            where = " or ".join([item.path, *item.also_looked])
+            lines.append(f"    {where}{' (optional)' if item.optional else ''}")
+            lines.append(f"        {item.what}")
+            lines.append(f"        from: {item.published}")
+        lines.append(f"  videos: {self.videos}")
+        lines.append(f"  expected: {self.counts}")
+        lines += [f"  differs from the authors: {text}" for text in self.differences]
+        return lines
+
+
+def describe(adapter: Any) -> list[str]:
+    """An adapter's guide in words (its one-line description when it has no guide)."""
+    guide = getattr(adapter, "guide", None)
+    if isinstance(guide, DatasetGuide):
+        return guide.lines(adapter.name)
+    return [f"{adapter.name}: {adapter.description}"]
+
+
+def find_file(root: Path, item: DatasetFile, candidates: Sequence[str] = ()) -> Path:
+    """Where a guide's file is under the root (``candidates``: the relative paths to try,
+    by default the guide's); ``DatasetError`` naming every place looked and where the
+    file is published."""
+    candidates = tuple(candidates) or (item.path, *item.also_looked)
+    for candidate in candidates:
+        path = root / candidate
+        if path.is_file():
+            return path
+    tried = ", ".join(str(root / candidate) for candidate in candidates)
+    raise DatasetError(
+        f"No {PurePosixPath(item.path).name} under {root} (looked for {tried}). "
+        f"It holds {item.what}; get it from {item.published}."
+    )
 
 
 def dataset_root(root: str | os.PathLike[str]) -> Path:
@@ -46,7 +108,7 @@ def find_annotation(root: Path, candidates: Sequence[str], what: str) -> Path:
         path = root / candidate
         if path.is_file():
             return path
-    tried = ", ".join(candidates)
+    tried = ", ".join(str(root / candidate) for candidate in candidates)
     raise DatasetError(f"No {what} under {root} (looked for {tried}).")
 
 
@@ -78,7 +140,7 @@ def make_sample(source: str, where: str, **fields: Any) -> Sample | ManifestProb
     try:
         return Sample(**fields)
     except ValueError as error:
-        return ManifestProblem(source, f"{where}: {error}")
+        return ManifestProblem(source, f"{where}: {error}", kind="unusable entry")
 
 
 class UniqueIds:

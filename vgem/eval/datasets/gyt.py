@@ -20,12 +20,23 @@ One sample per entry:
 - ``query`` and ``class``: ``step_name`` ("crack eggs"), the authors' label.
 - ``id``: ``<id>/<second>``; a second annotated twice gets ``#2``.
 
-The first and third box coordinates of the release never exceed 480 while the
-second and fourth reach about 570, which would fit [y1, x1, y2, x2] on
-640 x 480 frames better than [x1, y1, x2, y2]. Both the GroundingYouTube and
-the VideoGEM evaluation code read them as [x1, y1, x2, y2]; so does this
-adapter, since matching the published figures is the point. A manifest is the
-way to evaluate another reading.
+The boxes are ``[x1, y1, x2, y2]``, the order both the GroundingYouTube
+and the VideoGEM evaluation code read: the release's raw annotator points
+(``id2xy_box*.json`` in github.com/brian7685/GroundingYouTube) fall inside
+their box 96 % of the time read that way and 56 % read as ``[y1, x1, y2,
+x2]``. The release's x never exceeds 480 and y reaches 629 because its
+annotation tool clamped x at 480, the frame *height* (the two limits were
+swapped), and never clamped y:
+
+- 18 boxes are inverted (x1 > x2 = 480). The authors' hit test keeps them
+  and they are misses (no point lies in them), so their denominator is the
+  release's 17,316 boxes; so is vgem's: the samples are kept as published
+  and the data report counts them.
+- 2,111 boxes reach below the 480-pixel frame; the data report counts them
+  as outside their frame. Like every box they are scored as published.
+
+A run's data report therefore reads: 17,316 samples in 250 videos, 18
+inverted boxes, 2,111 boxes outside their frame.
 
 Whole videos (``read_videos``, for the ``spatiotemporal`` and ``temporal``
 tasks): one :class:`~vgem.eval.samples.VideoSample` per
@@ -50,20 +61,23 @@ is still evaluated.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from numbers import Integral, Real
 from pathlib import Path
 from typing import Any
 
 from vgem.errors import DatasetError
 from vgem.eval.datasets.base import (
+    DatasetFile,
+    DatasetGuide,
     UniqueIds,
     dataset_root,
-    find_annotation,
+    find_file,
     load_json,
     make_sample,
 )
 from vgem.eval.samples import (
+    DataNote,
     ManifestProblem,
     Sample,
     TruthBox,
@@ -86,19 +100,52 @@ VIDEO_FOLDER = "mining_resized_video"
 ENTRY_FIELDS = ("second", "box", "step_name")
 
 
+BOX_FILE = DatasetFile(
+    ANNOTATION_CANDIDATES[0],
+    "one box per annotated second: {video id: [{second, box, step_name}, ...]}",
+    "the STG code release of 'What, when, and where?' (github.com/brian7685/STG, "
+    "file docs/annotations/box_anno.json)",
+    also_looked=ANNOTATION_CANDIDATES[1:],
+)
+SEGMENT_FILE = DatasetFile(
+    SEGMENT_CANDIDATES[0],
+    "the steps' ground-truth segments (read by the spatiotemporal and temporal tasks only)",
+    "the GroundingYouTube code release (github.com/brian7685/GroundingYouTube, file "
+    "data/GroundingYouTube/grounding_anno/ground_seg.json)",
+    also_looked=SEGMENT_CANDIDATES[1:],
+    optional=True,
+)
+FRAME_HEIGHT = 480  # the resized videos' frames, which the release's y runs past
+
+
 class GroundingYouTube:
     name = "gyt"
     description = "GroundingYouTube: box_anno.json, one box per annotated second (1 fps)"
+    guide = DatasetGuide(
+        title="GroundingYouTube (steps of untrimmed cooking videos, one box a second)",
+        reference="Chen et al., What, when, and where? Self-Supervised Spatio-Temporal "
+        "Grounding in Untrimmed Multi-Action Videos from Narrated Instructions, CVPR 2024",
+        files=(BOX_FILE, SEGMENT_FILE),
+        videos=f"the resized videos as {VIDEO_FOLDER}/<id>.mp4 (the GroundingYouTube video "
+        "archive, ~7.1 GB, linked from the STG README: unpack it so that the .mp4 files "
+        f"sit in <root>/{VIDEO_FOLDER}/)",
+        counts="17,316 samples in 250 videos (the release's boxes, the authors' "
+        "denominator); 18 inverted boxes (kept, misses), 2,111 boxes below the "
+        "480-pixel frame",
+    )
 
-    def read(self, root: Path) -> Iterator[Sample | ManifestProblem]:
+    def read(self, root: Path) -> Iterator[Sample | ManifestProblem | DataNote]:
         annotations, source = _box_annotations(dataset_root(root))
         return self._samples(annotations, source)
 
-    def _samples(self, annotations: dict, source: str) -> Iterator[Sample | ManifestProblem]:
+    def _samples(
+        self, annotations: dict, source: str
+    ) -> Iterator[Sample | ManifestProblem | DataNote]:
         ids = UniqueIds()
         for video_id, entries in annotations.items():
             if not isinstance(entries, list):
-                yield ManifestProblem(source, f"video {video_id!r}: expected a list of entries")
+                reason = f"video {video_id!r}: expected a list of entries"
+                yield ManifestProblem(source, reason, kind="unreadable video entry")
                 continue
             for position, entry in enumerate(entries):
                 where = f"video {video_id!r} entry {position}"
@@ -107,9 +154,10 @@ class GroundingYouTube:
                     continue
                 missing = [key for key in ENTRY_FIELDS if key not in entry]
                 if missing:
-                    yield ManifestProblem(source, f"{where}: missing {', '.join(missing)}")
+                    reason = f"{where}: missing {', '.join(missing)}"
+                    yield ManifestProblem(source, reason, kind="missing fields")
                     continue
-                yield make_sample(
+                sample = make_sample(
                     source,
                     where,
                     id=ids.make(f"{video_id}/{entry['second']}"),
@@ -120,8 +168,11 @@ class GroundingYouTube:
                     boxes=[entry["box"]],
                     dataset=self.name,
                 )
+                yield sample
+                if isinstance(sample, Sample) and _below_frame(sample.boxes[0]):
+                    yield DataNote(source, sample.id, outside_frame=1)
 
-    def read_videos(self, root: Path) -> Iterator[VideoSample | ManifestProblem]:
+    def read_videos(self, root: Path) -> Iterator[VideoSample | ManifestProblem | DataNote]:
         """One whole-video sample per video of box_anno.json (see the module doc)."""
         folder = dataset_root(root)
         annotations, source = _box_annotations(folder)
@@ -137,9 +188,9 @@ class GroundingYouTube:
 
     def _videos(
         self, annotations: dict, segments: dict | None, source: str
-    ) -> Iterator[VideoSample | ManifestProblem]:
+    ) -> Iterator[VideoSample | ManifestProblem | DataNote]:
         if segments is None:
-            yield ManifestProblem(source, SEGMENTS_MISSING)
+            yield ManifestProblem(source, SEGMENTS_MISSING, kind=SEGMENTS_MISSING, kept=True)
         for video_id, entries in annotations.items():
             where = f"video {video_id!r}"
             if not isinstance(entries, list):
@@ -149,20 +200,24 @@ class GroundingYouTube:
             for position, entry in enumerate(entries):
                 item = _truth_box(entry, f"{where} entry {position}")
                 if isinstance(item, str):
-                    yield ManifestProblem(source, item)
+                    yield ManifestProblem(source, item, kind="unusable box entry")
                 else:
                     boxes.append(item)
+            below = sum(_below_frame(box.box) for box in boxes)
+            if below:
+                yield DataNote(source, video_id, outside_frame=below)
             truth: list[TruthSegment] = []
             if segments is not None and video_id not in segments:
                 reason = f"{where} is not in ground_seg.json: its segments are its boxed seconds"
-                yield ManifestProblem(source, reason)
+                kind = "video not in ground_seg.json: segments from its boxed seconds"
+                yield ManifestProblem(source, reason, kind=kind, kept=True)
             if segments is None or video_id not in segments:
                 truth = segments_from_boxes(boxes)
             else:
                 for position, entry in enumerate(segments[video_id] or []):
                     segment = _truth_segment(entry, f"ground_seg.json {where} segment {position}")
                     if isinstance(segment, str):
-                        yield ManifestProblem(source, segment)
+                        yield ManifestProblem(source, segment, kind="unusable segment")
                     else:
                         truth.append(segment)
             steps = dict.fromkeys([s.step for s in truth] + [b.step for b in boxes])
@@ -176,12 +231,17 @@ class GroundingYouTube:
                     dataset=self.name,
                 )
             except ValueError as error:
-                yield ManifestProblem(source, f"{where}: {error}")
+                yield ManifestProblem(source, f"{where}: {error}", kind="unusable video")
+
+
+def _below_frame(box: Sequence[float]) -> bool:
+    """Whether a box leaves the resized videos' frame (the release never clamped y)."""
+    return min(box) < 0 or max(box[1], box[3]) > FRAME_HEIGHT
 
 
 def _box_annotations(folder: Path) -> tuple[dict, str]:
     """box_anno.json, video id → its boxed seconds, and the file's name."""
-    path = find_annotation(folder, ANNOTATION_CANDIDATES, "GroundingYouTube box_anno.json")
+    path = find_file(folder, BOX_FILE)
     annotations = load_json(path)
     if not isinstance(annotations, dict):
         raise DatasetError(f"{path.name} should map video ids to lists of boxes.")
@@ -201,7 +261,7 @@ def _truth_box(entry: Any, where: str) -> TruthBox | str:
     if not isinstance(step, str) or not step.strip():
         return f"{where}: 'step_name' must be a non-empty string"
     try:
-        box = parse_box(entry["box"], "'box'")
+        box = parse_box(entry["box"], "'box'", allow_inverted=True)
     except ValueError as error:
         return f"{where}: {error}"
     return TruthBox(int(second), step, box)

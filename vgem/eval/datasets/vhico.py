@@ -14,8 +14,12 @@ One sample per keyframe:
 - ``boxes``: the union box of all human and object boxes, the VideoGEM
   authors' ground truth; ``human_boxes`` and ``object_boxes`` keep the parts.
 - ``frame_size``: (``width``, ``height``) from the annotation.
-- ``video``: ``VHICO-Keyframes/<path>``, the keyframe image itself (the
-  authors' image folder), as a one-frame video: ``frame`` 0. A folder of
+- ``video``: ``VHICO-Keyframes/<class>/<video>/<frame>.jpg``, the keyframe
+  image itself (the authors' image folder), as a one-frame video: ``frame``
+  0. Only the last three components of the keyframe's ``path`` are kept, the
+  official V-HICO evaluation's rule (``'/'.join(path.split('/')[-3:])``): a
+  release whose paths carry an absolute or other prefix
+  (``/data/VHICO/VHICO-Keyframes/cut/vid1/000123.jpg``) names the same file. A folder of
   keyframes would not do, since a frame folder's frames are numbered by
   position and the keyframes are sparse. The authors' ViCLIP runs read
   eight frames, four apart, around each keyframe from their own extraction
@@ -26,6 +30,15 @@ One sample per keyframe:
 - ``query`` and ``class``: ``label``, which is what the authors prompt with
   and group their mAP by.
 - ``id``: ``<class>/<video>/<frame number from the file name>``.
+
+Scoring: the VideoGEM authors scale V-HICO boxes with torch, in float32
+(``tensor * (S / width)`` then ``round``), where the other benchmarks are
+scaled in Python floats. A product that is exactly k + 1/2 in exact arithmetic
+then rounds the other way in about 0.16 % of the coordinates (x = 90 on a
+640-wide frame at S = 224: 32 for the authors, 31 in float64). vgem follows the
+authors for the rows V-HICO holds, integers or float32
+(:data:`vgem.eval.metrics.BOX_ARITHMETIC`); a release of float64 numpy rows,
+which torch would scale in float64, is not known to exist.
 """
 
 from __future__ import annotations
@@ -37,7 +50,14 @@ from typing import Any
 import numpy as np
 
 from vgem.errors import DatasetError
-from vgem.eval.datasets.base import UniqueIds, dataset_root, find_annotation, make_sample
+from vgem.eval.datasets.base import (
+    DatasetFile,
+    DatasetGuide,
+    UniqueIds,
+    dataset_root,
+    find_file,
+    make_sample,
+)
 from vgem.eval.safe_pickle import safe_load
 from vgem.eval.samples import ManifestProblem, Sample
 
@@ -61,13 +81,45 @@ def union_box(boxes: list[list[float]]) -> list[float]:
     ]
 
 
+ANNOTATION_FILE = DatasetFile(
+    "data/gt_annotations/gt_bbox_test.json",
+    "the test keyframes' human and object boxes (a pickle, despite its name)",
+    "the V-HICO release of 'Detecting Human-Object Interactions in Videos by Modeling "
+    "the Temporal Evolution of Interactions' (its data archive, file "
+    "data/gt_annotations/gt_bbox_test.json)",
+    also_looked=tuple(
+        name for name in ANNOTATION_CANDIDATES if name != "data/gt_annotations/gt_bbox_test.json"
+    ),
+)
+
+
+def keyframe_location(path: str) -> str:
+    """The official V-HICO evaluation's name of a keyframe: the last three components
+    of its path (``<class>/<video>/<frame>.jpg``), whatever prefix the release gives."""
+    return "/".join(str(path).split("/")[-3:])
+
+
 class VHico:
     name = "vhico"
     description = "V-HICO: test keyframes (gt_bbox_test.json), union of human and object"
+    guide = DatasetGuide(
+        title="V-HICO (human-object interactions, test keyframes)",
+        reference="Li et al., Detecting Human-Object Interactions in Videos by Modeling "
+        "the Temporal Evolution of Interactions, 2021",
+        files=(ANNOTATION_FILE,),
+        videos=f"the keyframe images of the V-HICO release as {KEYFRAME_FOLDER}/<class>/"
+        "<video>/<frame>.jpg (its VHICO-Keyframes archive)",
+        counts="one sample per annotated test keyframe; the box is the union of its "
+        "human and object boxes, as the VideoGEM authors scored",
+        differences=(
+            "each keyframe is read as a one-frame video (the paper's image mode); the "
+            "authors' eight-frame clips came from an extraction of their own",
+        ),
+    )
 
     def read(self, root: Path) -> Iterator[Sample | ManifestProblem]:
         folder = dataset_root(root)
-        path = find_annotation(folder, ANNOTATION_CANDIDATES, "V-HICO gt_bbox_test.json")
+        path = find_file(folder, ANNOTATION_FILE, ANNOTATION_CANDIDATES)
         release = safe_load(path)
         if not (isinstance(release, dict) and isinstance(release.get("annos"), dict)):
             raise DatasetError(f"{path.name} has no 'annos' table; is it the V-HICO release?")
@@ -92,20 +144,24 @@ class VHico:
         self, keyframe: Any, ids: UniqueIds, class_key: str, video_key: str, where: str, source: str
     ) -> Sample | ManifestProblem:
         if not isinstance(keyframe, dict):
-            return ManifestProblem(source, f"{where}: expected an object")
+            return ManifestProblem(source, f"{where}: expected an object", kind="not a keyframe")
         missing = [field for field in KEYFRAME_FIELDS if field not in keyframe]
         if missing:
-            return ManifestProblem(source, f"{where}: missing {', '.join(missing)}")
-        image = PurePosixPath(str(keyframe["path"]))
+            reason = f"{where}: missing {', '.join(missing)}"
+            return ManifestProblem(source, reason, kind="keyframe with missing fields")
+        image = PurePosixPath(keyframe_location(keyframe["path"]))
         if not image.stem.isdigit():
-            return ManifestProblem(source, f"{where}: no frame number in path {str(image)!r}")
+            reason = f"{where}: no frame number in path {str(keyframe['path'])!r}"
+            return ManifestProblem(source, reason, kind="no frame number in path")
         try:
             human_boxes = _rows(keyframe["human"])
             object_boxes = _rows(keyframe["object"])
         except (ValueError, TypeError) as error:
-            return ManifestProblem(source, f"{where}: unreadable boxes ({error})")
+            reason = f"{where}: unreadable boxes ({error})"
+            return ManifestProblem(source, reason, kind="unreadable boxes")
         if not human_boxes and not object_boxes:
-            return ManifestProblem(source, f"{where}: no human or object box")
+            reason = f"{where}: no human or object box"
+            return ManifestProblem(source, reason, kind="no human or object box")
         return make_sample(
             source,
             where,

@@ -1,21 +1,27 @@
 """YouCook-Interactions (Tan et al., NeurIPS 2021), on YouCook2's validation videos.
 
-Release (github.com/rxtan2/video-grounding-narrations, also shipped with the
-GroundingYouTube code) plus YouCook2's own annotation file:
+Release (github.com/rxtan2/video-grounding-narrations, a Google Drive archive;
+the same three files are committed in github.com/brian7685/GroundingYouTube
+under ``data/Youcook2/annotation/``) plus YouCook2's own annotation file:
 
-- ``final_dataset_annotations.pkl``: ``{video_id: {second: (x1, y1, x2, y2)}}``;
-- ``final_dataset_segments.pkl``: a list of ``(video_id, start, end)``;
+- ``final_dataset_annotations.pkl``: ``{video_id: {second: (x1, y1, x2, y2)}}``
+  (92 videos, 2,570 boxed seconds, int and float coordinates);
+- ``final_dataset_segments.pkl``: the evaluated segments, ``(video_id, start,
+  end)`` tuples. The published file holds a Python **set** of 254 tuples;
+  a list, tuple or array is read the same way;
 - ``youcookii_annotations_trainval.json``: YouCook2's ``database``, whose
   ``annotations`` give each segment's ``[start, end]`` and ``sentence``.
 
 Each is looked for in ``<root>``, ``annotation(s)/`` and
 ``annotation(s)/YouCook2-Interactions/``. Pickles are read with
-:mod:`vgem.eval.safe_pickle` only.
+:mod:`vgem.eval.safe_pickle` only (Python 2 or 3 pickles, sets, numpy arrays).
 
 A segment's sentence is the YouCook2 annotation of the same video whose
 segment starts at the same second, the match the GroundingYouTube evaluation
 makes; the segment's seconds then run over YouCook2's ``[start, end]``,
-inclusive. One sample per second that has a box:
+inclusive. One sample per second that has a box, as the reference evaluation
+loop counts them: the release gives 2,496 samples in 91 videos, 253 distinct
+sentences (one video of the boxes file has no evaluated segment).
 
 - ``time``: ``second - 1``. The GroundingYouTube evaluation pairs annotation
   second k with frame k - 1 of a 1 fps decode, and the VideoGEM authors centre
@@ -32,12 +38,26 @@ inclusive. One sample per second that has a box:
   videos, so it uses 640 x 360 unless ``<root>/video_sizes.json``
   (``{"<id>": [width, height]}``, e.g. written from ffprobe) gives the size,
   in which case the authors' rule is applied exactly.
-- ``id``: ``<id>/<second>``.
+- ``id``: ``<id>/<second>``. Segments are read in sorted (video, start, end)
+  order, never in the set's iteration order (which changes with the hash
+  seed from one process to the next), so ids and sample order are the same
+  in every run. Eight boxes sit on a second shared by two segments of a
+  video: each is a sample of both, as in the reference loop, and the later
+  segment's gets ``#2``.
+
+Boxes outside the 640 x 360 canvas: 156 samples in 8 videos. 151 are in the
+seven videos the VideoGEM authors' loader lists as boxed in native pixels
+(:data:`AUTHORS_NATIVE_PIXEL_VIDEOS`, used by their ``filtered`` switch only),
+5 in one video whose y2 reaches 480. The authors' evaluation keeps them,
+scales them like every box and lets the pointing test run against the
+scaled box, so does vgem; the data report of a run counts them.
 
 The VideoGEM authors' ``filtered`` switch dropped seven videos
-(:data:`AUTHORS_FILTERED_VIDEOS`); their documented run for the video model
-turns it off, and so does the registered adapter. Pass ``exclude`` to drop
-them.
+(:data:`AUTHORS_FILTERED_VIDEOS`), read the native-pixel videos at their own
+size and forced one video (``Re46osq_NkI``) to the canvas; their documented
+run for the video model turns it off, and so does the registered adapter.
+``YouCookInteractions(filtered=True)`` applies it (with ``video_sizes.json``
+for the native sizes); ``exclude`` drops any other videos.
 """
 
 from __future__ import annotations
@@ -47,11 +67,15 @@ from numbers import Real
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from vgem.errors import DatasetError
 from vgem.eval.datasets.base import (
+    DatasetFile,
+    DatasetGuide,
     UniqueIds,
     dataset_root,
-    find_annotation,
+    find_file,
     first_existing,
     load_json,
     make_sample,
@@ -73,6 +97,21 @@ ANNOTATION_FOLDERS = (
 )
 VIDEO_EXTENSIONS = (".mp4", ".mkv", ".webm")
 BOX_CANVAS = (640, 360)
+_ELSEWHERE = ("the same name in <root>, annotation(s)/ or annotation(s)/YouCook2-Interactions/",)
+# The VideoGEM authors' data.py: videos whose boxes are in the video's own pixels,
+# and the one video always read on the 640 x 360 canvas (their ``filtered`` switch).
+AUTHORS_NATIVE_PIXEL_VIDEOS = frozenset(
+    {
+        "WYAFPvlDB_A",
+        "vU2lND4YQjM",
+        "oJZUxU9szWA",
+        "1vJp-jaIaeE",
+        "4Y8vVGsv4JE",
+        "FzhJGCaaYVs",
+        "30Q8k57Kbz4",
+    }
+)
+AUTHORS_CANVAS_VIDEOS = frozenset({"Re46osq_NkI"})
 AUTHORS_FILTERED_VIDEOS = frozenset(
     {
         "2HsWZdKKBGg",
@@ -99,9 +138,57 @@ def box_canvas(video_size: tuple[float, float] | None) -> tuple[float, float]:
 class YouCookInteractions:
     name = "yc"
     description = "YouCook-Interactions: per-second boxes on YouCook2 validation segments"
+    guide = DatasetGuide(
+        title="YouCook-Interactions (boxes on YouCook2 validation segments)",
+        reference="Tan et al., Look at What I'm Doing, NeurIPS 2021",
+        files=(
+            DatasetFile(
+                f"annotation/YouCook2-Interactions/{BOXES_FILE}",
+                "one box per annotated second: {video id: {second: (x1, y1, x2, y2)}}",
+                "YouCook2-Interactions archive of the video-grounding-narrations project "
+                "(github.com/rxtan2/video-grounding-narrations, Google Drive link in its "
+                "README); also committed in github.com/brian7685/GroundingYouTube under "
+                "data/Youcook2/annotation/YouCook2-Interactions/",
+                also_looked=_ELSEWHERE,
+            ),
+            DatasetFile(
+                f"annotation/YouCook2-Interactions/{SEGMENTS_FILE}",
+                "the 254 evaluated segments, a Python set of (video id, start, end)",
+                "the same archive as final_dataset_annotations.pkl",
+                also_looked=_ELSEWHERE,
+            ),
+            DatasetFile(
+                f"annotation/{SENTENCES_FILE}",
+                "YouCook2's segments and sentences ('database')",
+                "YouCook2 (youcook2.eecs.umich.edu, annotation archive youcookii_annotations"
+                "_trainval.tar.gz); also in github.com/brian7685/GroundingYouTube under "
+                "data/Youcook2/annotation/",
+                also_looked=_ELSEWHERE,
+            ),
+            DatasetFile(
+                VIDEO_SIZES_FILE,
+                "optional {video id: [width, height]} of your downloaded videos (ffprobe), "
+                "so that the authors' canvas rule is applied exactly",
+                "written by you",
+                optional=True,
+            ),
+        ),
+        videos="YouCook2 validation videos (downloaded from YouTube with the YouCook2 "
+        "scripts) as validation/<id>.mp4 (or .mkv, .webm), or YouCook2's own "
+        "raw_videos/validation/<recipe type>/<id>.<ext>, or videos/<id>.<ext>",
+        counts="2,496 samples (annotated seconds of the 254 segments) in 91 videos, "
+        "253 distinct sentences; 156 samples have a box outside the 640 x 360 canvas; "
+        "the reference evaluation loop counts the same 2,496",
+        differences=(
+            "the registered adapter keeps all 91 videos and the 640 x 360 canvas rule "
+            "(the authors' documented run, their filtered switch off); "
+            "YouCookInteractions(filtered=True) applies the switch",
+        ),
+    )
 
-    def __init__(self, exclude: Collection[str] = ()) -> None:
-        self.exclude = frozenset(exclude)
+    def __init__(self, exclude: Collection[str] = (), *, filtered: bool = False) -> None:
+        self.filtered = filtered
+        self.exclude = frozenset(exclude) | (AUTHORS_FILTERED_VIDEOS if filtered else frozenset())
 
     def read(self, root: Path) -> Iterator[Sample | ManifestProblem]:
         folder = dataset_root(root)
@@ -113,43 +200,51 @@ class YouCookInteractions:
         database = load_json(sentences_path)
         if not isinstance(boxes, dict):
             raise DatasetError(f"{BOXES_FILE} should map video ids to per-second boxes.")
-        if not isinstance(segments, (list, tuple)):
-            raise DatasetError(f"{SEGMENTS_FILE} should be a list of (video, start, end).")
+        ordered = _ordered_segments(segments)
+        if ordered is None:
+            raise DatasetError(
+                f"{SEGMENTS_FILE} should hold (video, start, end) segments "
+                f"(a set or a list), not {type(segments).__name__}."
+            )
         if not isinstance(database, dict) or not isinstance(database.get("database"), dict):
             raise DatasetError(f"{SENTENCES_FILE} has no 'database' object.")
         sizes_path = folder / VIDEO_SIZES_FILE
         video_sizes = _video_sizes(sizes_path) if sizes_path.is_file() else {}
-        return self._samples(folder, boxes, segments, database["database"], video_sizes)
+        return self._samples(folder, boxes, ordered, database["database"], video_sizes)
 
     def _samples(
         self,
         folder: Path,
         boxes: dict,
-        segments: list | tuple,
+        segments: list[tuple[int, Any]],
         database: dict,
         video_sizes: dict[str, tuple[float, float]],
     ) -> Iterator[Sample | ManifestProblem]:
         ids = UniqueIds()
-        for position, segment in enumerate(segments):
+        for position, segment in segments:
             where = f"segment {position}"
             if not (isinstance(segment, (list, tuple)) and len(segment) == 3):
-                yield ManifestProblem(SEGMENTS_FILE, f"{where}: expected (video, start, end)")
+                yield ManifestProblem(
+                    SEGMENTS_FILE, f"{where}: expected (video, start, end)", kind="not a segment"
+                )
                 continue
             video_id, start, _ = segment
+            where = f"segment {tuple(segment)!r}"
             if video_id in self.exclude:
                 continue
             found = _youcook_segment(database.get(video_id), start)
             if found is None:
                 reason = f"{where}: no YouCook2 sentence for {video_id!r} starting at {start!r}"
-                yield ManifestProblem(SENTENCES_FILE, reason)
+                yield ManifestProblem(SENTENCES_FILE, reason, kind="no YouCook2 sentence")
                 continue
             (first_second, last_second), sentence, recipe = found
             video = _video_path(folder, video_id, recipe)
             per_second = boxes.get(video_id, {})
             if not isinstance(per_second, dict):
-                yield ManifestProblem(BOXES_FILE, f"video {video_id!r}: expected per-second boxes")
+                reason = f"video {video_id!r}: expected per-second boxes"
+                yield ManifestProblem(BOXES_FILE, reason, kind="unreadable boxes")
                 continue
-            frame_size = box_canvas(video_sizes.get(video_id))
+            frame_size = self._frame_size(video_id, video_sizes.get(video_id))
             for second in range(first_second, last_second + 1):
                 box = per_second.get(second, per_second.get(str(second)))
                 if box is None:
@@ -166,10 +261,50 @@ class YouCookInteractions:
                     frame_size=frame_size,
                 )
 
+    def _frame_size(
+        self, video_id: str, video_size: tuple[float, float] | None
+    ) -> tuple[float, float] | None:
+        """The frame the boxes of a video were drawn on (None: the video's own frames)."""
+        if self.filtered and video_id in AUTHORS_CANVAS_VIDEOS:
+            return BOX_CANVAS
+        if self.filtered and video_id in AUTHORS_NATIVE_PIXEL_VIDEOS:
+            return video_size
+        return box_canvas(video_size)
+
+
+def _ordered_segments(segments: Any) -> list[tuple[int, Any]] | None:
+    """The segments with their position in sorted order, whatever container holds them.
+
+    A set's order depends on the process's hash seed; sorting makes the order
+    (and so every sample id) the same in every run. Entries that are not
+    (video, start, end) keep their place at the end, for the reader to report.
+    """
+    items: list[Any]
+    if isinstance(segments, (set, frozenset, list, tuple)):
+        items = list(segments)
+    elif isinstance(segments, np.ndarray) and segments.ndim == 2:
+        items = [tuple(row) for row in segments.tolist()]
+    else:
+        return None
+    proper = [item for item in items if _is_segment(item)]
+    other = [item for item in items if not _is_segment(item)]
+    proper.sort(key=lambda item: (str(item[0]), float(item[1]), float(item[2])))
+    return list(enumerate([*proper, *sorted(other, key=repr)]))
+
+
+def _is_segment(item: Any) -> bool:
+    return (
+        isinstance(item, (list, tuple))
+        and len(item) == 3
+        and isinstance(item[0], str)
+        and all(isinstance(value, Real) and not isinstance(value, bool) for value in item[1:])
+    )
+
 
 def _find(folder: Path, file_name: str) -> Path:
     candidates = [f"{prefix}/{file_name}" if prefix else file_name for prefix in ANNOTATION_FOLDERS]
-    return find_annotation(folder, candidates, f"YouCook-Interactions {file_name}")
+    item = next(item for item in YouCookInteractions.guide.files if item.path.endswith(file_name))
+    return find_file(folder, item, candidates)
 
 
 def _youcook_segment(entry: Any, start: Any) -> tuple[tuple[int, int], Any, Any] | None:

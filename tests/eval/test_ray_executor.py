@@ -1,0 +1,363 @@
+"""``vgem eval`` on Ray: the same figures as a local run, a worker killed mid-video, a
+driver interrupted and resumed, and Ray kept out of the local path.
+
+One small local Ray instance serves the module (2 CPUs, no dashboard, a small
+object store). Its workers find the test backbones the way a user's cluster
+finds an installed plugin: a site folder of fake distributions on their
+PYTHONPATH. The planted backbone dies on request: with a marker file in the
+folder named by VGEM_TEST_DEATHS (set for the Ray workers only), a worker
+process ends itself with ``os._exit`` in the middle of a video, like a process
+killed by the OOM killer. Tests that need Ray are skipped when it is not
+installed; the two that check the local path and the missing extra always run.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+from typer.testing import CliRunner
+
+import vgem.eval
+from tests.conftest import PluginSite
+from tests.eval.test_eval_command import _planted_dataset, _write_manifest
+from tests.eval.test_spatiotemporal import (
+    PERFECT_BOXES,
+    PERFECT_SEGMENTS,
+    TEMPORAL,
+    _gyt_release,
+    _planted_video,
+)
+from vgem.cli import app
+from vgem.settings import Settings
+
+REPOSITORY = Path(__file__).resolve().parents[2]
+FIGURES = ("complete", "overall", "datasets", "errors", "problems", "selection")
+DEATHS_VARIABLE = "VGEM_TEST_DEATHS"
+
+TEST_BACKBONES = {
+    "vgem_ray_test_backbones": """
+        import os
+        from pathlib import Path
+
+        from tests.eval.test_spatiotemporal import PointingColourAdapter
+        from tests.planted import PlantedAdapter
+        from vgem.backbones.base import BackboneSpec
+
+        CLIPS = 0
+
+
+        def maybe_die():
+            '''End this process when a marker file asks for it: "once" (on its second
+            clip, the first worker to get there) or "always" (on every clip).'''
+            global CLIPS
+            CLIPS += 1
+            folder = os.environ.get("VGEM_TEST_DEATHS")
+            if not folder:
+                return
+            if (Path(folder) / "always").exists():
+                os._exit(1)
+            if CLIPS == 2 and (Path(folder) / "once").exists():
+                try:
+                    os.close(os.open(Path(folder) / "died", os.O_CREAT | os.O_EXCL))
+                except FileExistsError:
+                    return
+                os._exit(1)
+
+
+        class MortalPlantedAdapter(PlantedAdapter):
+            def embed(self, clip):
+                maybe_die()
+                return super().embed(clip)
+
+
+        PLANTED = BackboneSpec(
+            summary="planted heatmaps; dies on request (tests)",
+            load=lambda variant, weights: MortalPlantedAdapter(),
+        )
+        COLOURS = BackboneSpec(
+            summary="colour-planted relevance and points (tests)",
+            load=lambda variant, weights: PointingColourAdapter(),
+        )
+    """
+}
+PLANTED_SETTINGS = Settings(depth=4, extractor="label")
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory):
+    """The test backbones, installed in a site folder on this process's path."""
+    root = tmp_path_factory.mktemp("site")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.syspath_prepend(str(root))
+        PluginSite(root).install(
+            "vgem-ray-test-backbones",
+            {
+                "vgem.backbones": {
+                    "planted": "vgem_ray_test_backbones:PLANTED",
+                    "colours": "vgem_ray_test_backbones:COLOURS",
+                }
+            },
+            TEST_BACKBONES,
+        )
+        yield root
+    from vgem import plugins
+
+    sys.modules.pop("vgem_ray_test_backbones", None)
+    plugins.refresh()
+
+
+@pytest.fixture(scope="module")
+def ray_instance(site, tmp_path_factory):
+    """A small local Ray instance whose workers see the test backbones."""
+    ray = pytest.importorskip("ray")
+    deaths = tmp_path_factory.mktemp("deaths")
+    ray.init(
+        num_cpus=2,
+        include_dashboard=False,
+        object_store_memory=80 * 1024**2,
+        logging_level=logging.WARNING,
+        runtime_env={
+            "env_vars": {
+                "PYTHONPATH": os.pathsep.join([str(site), str(REPOSITORY)]),
+                DEATHS_VARIABLE: str(deaths),
+            }
+        },
+    )
+    yield SimpleNamespace(ray=ray, deaths=deaths)
+    ray.shutdown()
+
+
+@pytest.fixture
+def deaths(ray_instance):
+    """The folder of death markers, emptied after the test."""
+    yield ray_instance.deaths
+    for marker in ray_instance.deaths.iterdir():
+        marker.unlink()
+
+
+@pytest.fixture
+def spatial_case(tmp_path):
+    """Four planted videos of two samples each, and a sample whose video is missing."""
+    records = _planted_dataset(tmp_path / "frames", videos=4)
+    records.append({**records[0], "id": "gone", "video": "gone.mp4"})
+    manifest = _write_manifest(tmp_path / "frames" / "manifest.jsonl", records)
+    return SimpleNamespace(
+        source=vgem.eval.open_manifest(manifest),
+        options={"backbone": "planted", "settings": PLANTED_SETTINGS},
+        total=len(records),
+        manifest=manifest,
+    )
+
+
+@pytest.fixture
+def video_case(tmp_path):
+    """Three whole videos and one whose video is missing, for the spatiotemporal task."""
+    videos = ("one", "two", "three", "gone")
+    planted = _planted_video(tmp_path / "video" / "planted.mp4")
+    root = _gyt_release(
+        tmp_path / "gyt",
+        {video: PERFECT_SEGMENTS["planted"] for video in videos},
+        {video: PERFECT_BOXES["planted"] for video in videos},
+        videos=videos,
+    )
+    (root / "mining_resized_video").mkdir()
+    for video in videos[:-1]:
+        (root / "mining_resized_video" / f"{video}.mp4").symlink_to(planted)
+    return SimpleNamespace(
+        source=vgem.eval.open_dataset("gyt", root, whole_videos=True),
+        options={
+            "backbone": "colours",
+            "settings": PLANTED_SETTINGS,
+            "task": vgem.eval.WholeVideoTask("spatiotemporal", TEMPORAL),
+        },
+        total=len(videos),
+    )
+
+
+def _run(case, run_dir, executor=None):
+    return vgem.eval.run(case.source, run_dir=run_dir, executor=executor, **case.options)
+
+
+def _figures(document: dict) -> dict:
+    return {key: document[key] for key in FIGURES}
+
+
+def _ids(run_dir: Path) -> list[str]:
+    lines = (run_dir / "predictions.jsonl").read_text().splitlines()
+    return [json.loads(line)["id"] for line in lines]
+
+
+def _ray(**options):
+    from vgem.eval.ray_executor import RayExecutor
+
+    return RayExecutor(**options)
+
+
+# --------------------------------------------------------------------------- the same figures
+
+
+@pytest.mark.parametrize("case", ["spatial_case", "video_case"])
+def test_a_ray_run_gives_the_figures_of_a_local_run(case, request, ray_instance, tmp_path):
+    chosen = request.getfixturevalue(case)
+    local = _run(chosen, tmp_path / "local")
+    on_ray = _run(chosen, tmp_path / "ray", _ray(workers=2))
+    assert _figures(on_ray.document) == _figures(local.document)
+    assert on_ray.document["settings_hash"] == local.document["settings_hash"]
+    ids = _ids(tmp_path / "ray")
+    assert len(ids) == len(set(ids)) == chosen.total
+    assert set(ids) == set(_ids(tmp_path / "local"))
+
+    execution = on_ray.document["execution"]
+    assert (execution["executor"], execution["workers"]) == ("ray", 2)
+    assert len(execution["per_worker"]) == 2
+    assert sum(worker["samples"] for worker in execution["per_worker"]) == chosen.total
+    assert all(worker["pid"] != os.getpid() for worker in execution["per_worker"])
+    assert all(worker["load_seconds"] > 0 for worker in execution["per_worker"])
+    assert local.document["execution"]["executor"] == "local"
+    assert local.document["execution"]["per_worker"][0]["samples"] == chosen.total
+
+
+# --------------------------------------------------------------------------- faults
+
+
+def test_a_worker_killed_mid_video_loses_and_repeats_nothing(spatial_case, deaths, tmp_path):
+    (deaths / "once").touch()
+    local = _run(spatial_case, tmp_path / "local")
+    on_ray = _run(spatial_case, tmp_path / "ray", _ray(workers=2))
+    assert (deaths / "died").exists()  # a worker did die, on the second clip of its video
+    assert _figures(on_ray.document) == _figures(local.document)
+    ids = _ids(tmp_path / "ray")
+    assert sorted(ids) == sorted(set(ids)) and len(ids) == spatial_case.total
+    execution = on_ray.document["execution"]
+    assert execution["retried_units"] == 1
+    (dead,) = [worker for worker in execution["per_worker"] if "died" in worker]
+    assert "ActorDiedError" in dead["died"]
+    assert len(execution["per_worker"]) == 3  # the two workers and the one that replaced it
+
+
+def test_a_video_whose_workers_keep_dying_ends_as_error_lines(ray_instance, deaths, tmp_path):
+    (deaths / "always").touch()
+    records = _planted_dataset(tmp_path / "frames", videos=1)
+    manifest = _write_manifest(tmp_path / "frames" / "manifest.jsonl", records)
+    result = vgem.eval.run(
+        vgem.eval.open_manifest(manifest),
+        backbone="planted",
+        settings=PLANTED_SETTINGS,
+        run_dir=tmp_path / "run",
+        executor=_ray(workers=1, max_retries=1),
+    )
+    document = result.document
+    assert document["complete"] and document["overall"]["counts"]["errors"] == 2
+    assert [error["id"] for error in document["errors"]] == ["v0/0", "v0/1"]
+    assert all("died 2 time(s)" in error["error"] for error in document["errors"])
+    assert sorted(_ids(tmp_path / "run")) == ["v0/0", "v0/1"]
+
+
+class InterruptedRay:
+    """The Ray executor, with a Ctrl-C in the driver once ``after`` lines are written."""
+
+    def __init__(self, after: int) -> None:
+        self.after = after
+        self.executor = _ray(workers=2)
+
+    def execute(self, job, units, emit):
+        written = []
+
+        def counting(line):
+            emit(line)
+            written.append(line)
+            if len(written) == self.after:
+                raise KeyboardInterrupt
+
+        self.executor.execute(job, units, counting)
+
+
+def test_an_interrupted_driver_stops_its_workers_and_resumes(
+    spatial_case, ray_instance, tmp_path
+):
+    ray = ray_instance.ray
+    local = _run(spatial_case, tmp_path / "local")
+    stopped = _run(spatial_case, tmp_path / "ray", InterruptedRay(after=3))
+    assert stopped.interrupted and not stopped.document["complete"]
+    assert len(_ids(tmp_path / "ray")) == 3
+    deadline = time.monotonic() + 20
+    while ray.available_resources().get("CPU", 0) < 2:  # the workers are gone
+        assert time.monotonic() < deadline, ray.available_resources()
+        time.sleep(0.2)
+
+    resumed = _run(spatial_case, tmp_path / "ray", _ray(workers=2))
+    assert resumed.document["this_sitting"] == {"resumed": 3, "evaluated": spatial_case.total - 3}
+    assert _figures(resumed.document) == _figures(local.document)
+    ids = _ids(tmp_path / "ray")
+    assert len(ids) == len(set(ids)) == spatial_case.total
+
+
+# --------------------------------------------------------------------------- the command
+
+
+def test_the_command_runs_on_ray(spatial_case, ray_instance, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    arguments = [
+        "eval", "--manifest", str(spatial_case.manifest), "--backbone", "planted",
+        "--depth", "4", "--extractor", "label", "--quiet", "--run-dir", "run",
+    ]  # fmt: skip
+    result = CliRunner().invoke(app, [*arguments, "--executor", "ray", "--workers", "2"])
+    assert result.exit_code == 0, result.output
+    document = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert document["execution"]["workers"] == 2
+    assert document["overall"]["counts"]["scored"] == spatial_case.total - 1
+
+    refused = CliRunner().invoke(app, [*arguments, "--workers", "2"])
+    assert refused.exit_code == 2
+    assert "--workers applies to --executor ray" in refused.output
+
+
+# --------------------------------------------------------------------------- without Ray
+
+
+def test_without_ray_the_ray_executor_says_how_to_install_it(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` fails as if not installed
+    monkeypatch.chdir(tmp_path)
+    manifest = _write_manifest(tmp_path / "manifest.jsonl", [])
+    result = CliRunner().invoke(app, ["eval", "--manifest", str(manifest), "--executor", "ray"])
+    assert result.exit_code == 2
+    assert 'pip install "vgem[ray]"' in result.output
+    assert "--executor ray" in result.output and "Traceback" not in result.output
+    assert len(result.output.strip().splitlines()) == 1
+
+
+def test_the_local_path_does_not_import_ray(site, tmp_path):
+    records = _planted_dataset(tmp_path / "frames", videos=1)
+    manifest = _write_manifest(tmp_path / "frames" / "manifest.jsonl", records)
+    code = (
+        "import sys\n"
+        "from typer.testing import CliRunner\n"
+        "from vgem.cli import app\n"
+        "result = CliRunner().invoke(app, ['eval', '--manifest', sys.argv[1], '--backbone',\n"
+        "    'planted', '--depth', '4', '--extractor', 'label', '--quiet', '--run-dir', 'run'])\n"
+        "assert result.exit_code == 0, result.output\n"
+        "print('ray' in sys.modules)\n"
+    )
+    environment = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(site), str(REPOSITORY)]),
+        "HF_HUB_OFFLINE": "1",
+    }
+    output = subprocess.run(
+        [sys.executable, "-c", code, str(manifest)],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=tmp_path,
+        env=environment,
+    ).stdout
+    assert output.split() == ["False"]
+    assert (tmp_path / "run" / "results.json").exists()
