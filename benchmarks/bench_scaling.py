@@ -288,9 +288,7 @@ def main() -> None:
             include_dashboard=False,
             object_store_memory=128 * 1024**2,
             logging_level=logging.WARNING,
-            runtime_env={
-                "env_vars": {"PYTHONPATH": os.pathsep.join([str(HERE), str(REPOSITORY)])}
-            },
+            runtime_env={"env_vars": {"PYTHONPATH": os.pathsep.join([str(HERE), str(REPOSITORY)])}},
         )
         executors = {
             "ray, 1 worker": RayExecutor(workers=1),

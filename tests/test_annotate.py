@@ -8,7 +8,7 @@ import pytest
 import vgem.annotate
 from tests.synth import frame_index_from_pixels, write_frame_folder, write_video
 from vgem.annotate import annotate_frames
-from vgem.render import FrameOverlay
+from vgem.render import FrameOverlay, query_colour
 from vgem.video import iter_full_frames, probe_video
 
 
@@ -35,7 +35,8 @@ def test_annotate_frames_keeps_the_source_and_draws_overlays(tmp_path):
     assert written.fps == pytest.approx(8.0)
     assert progress_calls == list(range(1, 21))
     assert frame_index_from_pixels(frames[4]) == 4  # untouched frames survive
-    assert np.abs(frames[5][35, 15].astype(int) - 255).max() < 40  # the white marker
+    marker = np.array(query_colour(0))  # the first query's colour
+    assert np.abs(frames[5][35, 15].astype(int) - marker).max() < 40
     assert np.abs(frames[4][35, 15].astype(int) - (0, 0, 96)).max() < 40
     assert sorted(path.name for path in tmp_path.iterdir()) == ["annotated.mp4", "source.mp4"]
 

@@ -376,3 +376,17 @@ def test_the_pickle_budget_covers_numpy_arrays_too():
     started = time.process_time()
     np.testing.assert_array_equal(safe_loads(pickle.dumps(array, protocol=2)), array)
     assert time.process_time() - started < 2
+
+
+def test_a_video_whose_name_has_a_colon_is_read_as_a_file(tmp_path, monkeypatch):
+    """ffmpeg would take ``take:2.mp4`` for the protocol ``take``; vgem hands it a file."""
+    from vgem.video import iter_clips, probe_video
+
+    write_video(tmp_path / "take:2.mp4", 6, fps=3.0, size=(64, 48))
+    monkeypatch.chdir(tmp_path)
+    info = probe_video("take:2.mp4")
+    assert info.frame_count == 6
+    clips = list(
+        iter_clips(info, [1.0], size=(32, 32), frames_per_clip=1, target_index=0, step=0.25)
+    )
+    assert len(clips) == 1

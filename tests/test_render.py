@@ -17,6 +17,7 @@ from vgem.render import (
     colorize,
     draw_label,
     draw_point,
+    query_colour,
 )
 
 MAGENTA = (255, 0, 255)
@@ -129,8 +130,8 @@ def test_apply_overlay_draws_heatmap_markers_in_turn_and_title():
 
     annotated = apply_overlay(frame, overlay)
 
-    assert tuple(annotated[40, 20]) == (255, 255, 255)  # first marker: white
-    assert tuple(annotated[40, 60]) == (255, 0, 255)  # second marker: magenta
+    assert tuple(annotated[40, 20]) == query_colour(0)  # each marker in its query's colour
+    assert tuple(annotated[40, 60]) == query_colour(1)
     assert np.array_equal(annotated[55, 40], blend(frame, np.ones((3, 3)))[55, 40])
     assert np.all(annotated[5, 4] < 40)  # the title's dark box, top left
     assert np.array_equal(frame, _grey_frame(80, 60))
@@ -142,7 +143,7 @@ def test_apply_overlay_draws_a_timeline_strip_along_the_bottom():
 
     annotated = apply_overlay(frame, FrameOverlay(timeline=strip))
 
-    assert tuple(annotated[59, 30]) == MAGENTA  # span 20 %–40 % in colour 1
+    assert tuple(annotated[59, 30]) == query_colour(1)  # span 20 %–40 %: query 1's colour
     assert tuple(annotated[59, 10]) == (32, 32, 32)  # the bar darkens the frame
     assert tuple(annotated[59, 99]) == (255, 255, 255)  # the cursor at the end
     assert tuple(annotated[40, 30]) == (128, 128, 128)  # above the bar: untouched

@@ -106,9 +106,7 @@ def test_a_grounder_accepts_a_settings_object(tiny_adapter):
 # --------------------------------------------------------------------------- backbone defaults
 
 
-def test_a_four_block_backbone_from_the_docs_grounds_with_no_method_options(
-    plugin_site, tmp_path
-):
+def test_a_four_block_backbone_from_the_docs_grounds_with_no_method_options(plugin_site, tmp_path):
     from vgem.grounder import Grounder
 
     _install_four_block(plugin_site, '{"depth": 3, "dynamic_layers": 2}')

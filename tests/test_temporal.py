@@ -214,10 +214,34 @@ def test_annotated_video_shows_label_and_timeline(tmp_path):
     assert len(decoded) == 40
     late = decoded[36].astype(int)  # 18 s: after the segment, the cursor near the right end
     strip = late[-2]  # a row of the timeline strip
-    segment_colour = np.array(POINT_COLOURS[1])
+    segment_colour = np.array(POINT_COLOURS[0])  # the colour of query 0, "red"
     inside = strip[int(width * 8 / 20)]  # 8 s: inside the red segment's span
     outside = strip[int(width * 15 / 20)]  # 15 s: background
     assert np.abs(inside - segment_colour).max() < 60
     assert outside.max() < 80
     cursor = round(18 / 20 * (width - 1))
     assert strip[cursor - 1 : cursor + 2].min(axis=1).max() > 180  # a white cursor at 18 s
+
+
+@pytest.mark.parametrize("threshold", [0.5, "auto"])
+def test_every_label_is_rederived_from_the_json_alone(tmp_path, threshold):
+    import json
+
+    from vgem.results import json_text, to_json_dict
+
+    video = _video(tmp_path, [("red", 5, 12), ("green", 20, 26), ("dim red", 14, 17)])
+    document = json.loads(json_text(to_json_dict(_ground(video, threshold=threshold))))
+    cut = document["temporal"]["threshold_used"]
+    assert "label_rule" in document["temporal"]
+    queries = [query["query"] for query in document["queries"]]
+    for entry in document["timeline"]:
+        normalized = entry["normalized"]
+        assert list(normalized) == queries == list(entry["scores"])
+        best = max(queries, key=lambda query: (normalized[query], -queries.index(query)))
+        assert entry["label"] == (best if normalized[best] >= cut else None)
+    # and the normalized scores are the raw ones, min-max per query over the video
+    for query in queries:
+        raw = np.array([entry["scores"][query] for entry in document["timeline"]])
+        normalized = np.array([entry["normalized"][query] for entry in document["timeline"]])
+        span = raw.max() - raw.min()
+        np.testing.assert_allclose(normalized, (raw - raw.min()) / span, atol=2e-5 / span)

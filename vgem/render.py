@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 __all__ = [
+    "QUERY_COLOURS",
     "FrameOverlay",
     "TimelineStrip",
     "apply_overlay",
@@ -26,19 +27,30 @@ __all__ = [
     "colorize",
     "draw_label",
     "draw_point",
+    "query_colour",
 ]
 
 Colour = tuple[int, int, int]
 
-# Marker colours for successive points: bright, and far from each other and
-# from the blue-to-red of the heatmap's middle range.
-POINT_COLOURS: tuple[Colour, ...] = (
+# One colour per query, for its point, label, region contour, legend entry and
+# timeline span: saturated hues far apart (after H.264's chroma subsampling too),
+# bright enough on the labels' dark boxes.
+QUERY_COLOURS: tuple[Colour, ...] = (
+    (255, 150, 0),
+    (0, 200, 255),
+    (60, 230, 60),
+    (255, 60, 220),
+    (255, 235, 0),
+    (255, 60, 60),
+    (170, 110, 255),
     (255, 255, 255),
-    (255, 0, 255),
-    (0, 255, 0),
-    (255, 255, 0),
-    (0, 255, 255),
 )
+POINT_COLOURS = QUERY_COLOURS  # the name before colours were per query
+
+
+def query_colour(index: int) -> Colour:
+    """The colour of query ``index`` (the palette repeats after 8 queries)."""
+    return QUERY_COLOURS[index % len(QUERY_COLOURS)]
 
 
 @dataclass
@@ -46,20 +58,34 @@ class FrameOverlay:
     """What to draw on one frame.
 
     ``heatmap`` is float in [0, 1] at any resolution (it is stretched over the
-    whole frame); ``points`` are ``(x, y, label)`` in the frame's pixels;
-    ``title`` is written in the top-left corner.
+    whole frame); ``points`` are ``(x, y, label)`` in the frame's pixels, drawn
+    in ``colours`` (parallel to them; default: the palette in turn);
+    ``regions`` are ``(map, colour)``: each map in [0, 1] (stretched over the
+    frame like the heatmap) is outlined where it crosses ``region_level`` and
+    lightly tinted inside, so several queries' regions stay apart; ``legend``
+    lists ``(text, colour)`` under the ``title`` in the top-left corner.
+
+    Whatever depends only on the frame size (resized maps, contours) is
+    computed once per overlay and kept in ``cache``: copies made with
+    :func:`dataclasses.replace` share it, so frames that differ only in their
+    timeline cursor reuse the work.
     """
 
     heatmap: np.ndarray | None = None
     points: list[tuple[float, float, str]] = field(default_factory=list)
     title: str | None = None
     timeline: TimelineStrip | None = None
+    colours: list[Colour] | None = None
+    regions: list[tuple[np.ndarray, Colour]] = field(default_factory=list)
+    legend: list[tuple[str, Colour]] = field(default_factory=list)
+    region_level: float = 0.5
+    cache: dict[Any, Any] = field(default_factory=dict, repr=False, compare=False)
 
 
 @dataclass
 class TimelineStrip:
-    """A bar along the bottom of the frame: coloured spans (fractions of the
-    video, colour index) and a cursor at the current position."""
+    """A bar along the bottom of the frame: spans (fractions of the video, and the
+    query whose colour they take) and a cursor at the current position."""
 
     spans: list[tuple[float, float, int]] = field(default_factory=list)
     cursor: float = 0.0
@@ -210,19 +236,58 @@ def _draw_label_into(
     if not text:
         return
     height, width = frame.shape[:2]
-    font = _default_font(font_size or max(10, round(height / 40)))
-    padding = 2
-    left, top, right, bottom = ImageDraw.Draw(Image.new("RGB", (1, 1))).textbbox(
-        (0, 0), text, font=font
-    )
-    box_width = min(width, right - left + 2 * padding)
-    box_height = min(height, bottom - top + 2 * padding)
+    font = _default_font(font_size or text_size(width, height))
+    padding = max(2, round(font.size / 5)) if hasattr(font, "size") else 2
+    text, (left, top, right, bottom) = _fitted(_spaced(text, font), font, width - 2 * padding)
+    box_width = min(width, math.ceil(right - left) + 2 * padding)
+    box_height = min(height, math.ceil(bottom - top) + 2 * padding)
     x, y = position
     box_left = int(min(max(0, round(x)), width - box_width)) if math.isfinite(x) else 0
     box_top = int(min(max(0, round(y)), height - box_height)) if math.isfinite(y) else 0
     box = Image.new("RGB", (box_width, box_height), (0, 0, 0))
     ImageDraw.Draw(box).text((padding - left, padding - top), text, fill=color, font=font)
     frame[box_top : box_top + box_height, box_left : box_left + box_width] = np.asarray(box)
+
+
+def text_size(width: int, height: int) -> int:
+    """The font size for a frame: a fortieth of its height, 10 px at least (readable
+    from 320 x 180 up to 4K, where it is 54 px)."""
+    return max(10, round(min(height, width * 9 / 16) / 40))
+
+
+def _fitted(text: str, font: Any, room: int) -> tuple[str, tuple[float, float, float, float]]:
+    """``text`` (cut short with "…" when wider than ``room`` pixels) and its box."""
+    from PIL import Image, ImageDraw
+
+    measure = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    box = measure.textbbox((0, 0), text, font=font)
+    if box[2] - box[0] <= room or len(text) <= 1:
+        return text, box
+    low, high = 0, len(text)  # the longest prefix that fits with its ellipsis
+    while low < high:
+        middle = (low + high + 1) // 2
+        candidate = measure.textbbox((0, 0), text[:middle].rstrip() + "…", font=font)
+        if candidate[2] - candidate[0] <= room:
+            low = middle
+        else:
+            high = middle - 1
+    shortened = text[:low].rstrip() + "…"
+    return shortened, measure.textbbox((0, 0), shortened, font=font)
+
+
+def _spaced(text: str, font: Any) -> str:
+    """Spaces doubled at small sizes, where the default font's narrow space (a quarter
+    of the size: 2 px at 10 px) lets words run together."""
+    return text.replace(" ", "  ") if getattr(font, "size", 0) < 24 else text
+
+
+def _label_box(text: str, width: int, height: int) -> tuple[int, int]:
+    """The size of a label's dark box on a frame of this size."""
+    font = _default_font(text_size(width, height))
+    padding = max(2, round(font.size / 5)) if hasattr(font, "size") else 2
+    _, (left, top, right, bottom) = _fitted(_spaced(text, font), font, width - 2 * padding)
+    box_width = min(width, math.ceil(right - left) + 2 * padding)
+    return box_width, min(height, math.ceil(bottom - top) + 2 * padding)
 
 
 @functools.lru_cache(maxsize=8)
@@ -236,26 +301,110 @@ def _default_font(size: int) -> Any:  # PIL's font classes differ between versio
 
 
 def apply_overlay(frame: np.ndarray, overlay: FrameOverlay, alpha: float = 0.5) -> np.ndarray:
-    """Heatmap first, then markers, then their labels and the title on top.
+    """Heatmap first, then the regions, markers, their labels, the title and legend on top.
 
     Works on one copy of the frame, drawing in place: rendering touches every
     frame of the video, so per-frame copies would add up.
     """
     _check_frame(frame)
-    annotated = frame.copy() if overlay.heatmap is None else blend(frame, overlay.heatmap, alpha)
-    height, width = annotated.shape[:2]
+    height, width = frame.shape[:2]
+    annotated = frame.copy()
+    if overlay.heatmap is not None:
+        colours = _cached(
+            overlay,
+            ("heatmap", width, height),
+            lambda: _heatmap_colours(overlay.heatmap, width, height),
+        )
+        _mix_into(annotated, colours, round(alpha * 256))
+    if overlay.regions:
+        tint, weight, outlines = _cached(
+            overlay, ("regions", width, height), lambda: _region_layers(overlay, width, height)
+        )
+        _mix_into(annotated, tint, weight)
+        for (rows, columns), colour in outlines:
+            annotated[rows, columns] = colour
     radius = _default_radius(width, height)
-    for number, (x, y, _label) in enumerate(overlay.points):
-        _draw_point_into(annotated, (x, y), _point_colour(number), radius)
-    for number, (x, y, label) in enumerate(overlay.points):
+    colours_of_points = overlay.colours or [_point_colour(n) for n in range(len(overlay.points))]
+    for (x, y, _label), colour in zip(overlay.points, colours_of_points, strict=False):
+        _draw_point_into(annotated, (x, y), colour, radius)
+    for (x, y, label), colour in zip(overlay.points, colours_of_points, strict=False):
         if label and math.isfinite(x) and math.isfinite(y):
-            label_position = (x + 1.6 * radius + 2, y - 1.4 * radius)
-            _draw_label_into(annotated, label, label_position, _point_colour(number))
+            box_width, _ = _label_box(label, width, height)
+            right_side = x + 1.6 * radius + 2
+            # beside the point, on the side with room: the label stays inside the frame
+            left = (
+                right_side if right_side + box_width <= width else x - 1.6 * radius - 2 - box_width
+            )
+            _draw_label_into(annotated, label, (left, y - 1.4 * radius), colour)
+    top = 4.0
     if overlay.title:
-        _draw_label_into(annotated, overlay.title, (4, 4), (255, 255, 255))
+        _draw_label_into(annotated, overlay.title, (4, top), (255, 255, 255))
+        top += _label_box(overlay.title, width, height)[1] + 2
+    for text, colour in overlay.legend:  # a swatch of the query's colour, then its text
+        _, box_height = _label_box(text, width, height)
+        swatch = box_height
+        if top + box_height > height or 4 + swatch + 2 >= width:
+            break
+        annotated[round(top) : round(top) + swatch, 4 : 4 + swatch] = _contrasting(colour)
+        inner = max(1, swatch // 6)
+        annotated[
+            round(top) + inner : round(top) + swatch - inner, 4 + inner : 4 + swatch - inner
+        ] = colour
+        _draw_label_into(annotated, text, (4 + swatch + 2, top), colour)
+        top += box_height + 1
     if overlay.timeline is not None:
         _draw_timeline_into(annotated, overlay.timeline)
     return annotated
+
+
+def _cached(overlay: FrameOverlay, key: Any, compute: Any) -> Any:
+    if key not in overlay.cache:
+        overlay.cache[key] = compute()
+    return overlay.cache[key]
+
+
+def _heatmap_colours(heatmap: Any, width: int, height: int) -> np.ndarray:
+    clean = np.clip(np.nan_to_num(np.asarray(heatmap, dtype=np.float32), nan=0.0), 0, 1)
+    levels = (_resize_heatmap(clean, width, height) * 255 + 0.5).astype(np.uint8)
+    return np.take(_JET, levels, axis=0)
+
+
+def _mix_into(frame: np.ndarray, colours: np.ndarray, weight: int | np.ndarray) -> None:
+    """``frame`` ← its mix with ``colours``, ``weight`` in 1/256ths (a number or per pixel)."""
+    weights = np.asarray(weight, dtype=np.uint16)
+    if weights.ndim == 2:
+        weights = weights[..., None]
+    mixed = frame.astype(np.uint16)
+    mixed *= 256 - weights
+    mixed += colours.astype(np.uint16) * weights
+    mixed += 128
+    mixed >>= 8
+    frame[...] = mixed.astype(np.uint8)
+
+
+def _region_layers(
+    overlay: FrameOverlay, width: int, height: int
+) -> tuple[np.ndarray, np.ndarray, list[tuple[tuple[np.ndarray, ...], Colour]]]:
+    """A light tint inside each region and its outline's pixels, at the frame's size."""
+    tint = np.zeros((height, width, 3), dtype=np.uint8)
+    weight = np.zeros((height, width), dtype=np.uint16)
+    outlines = []
+    thickness = max(1, round(min(width, height) / 180))
+    for region, colour in overlay.regions:
+        clean = np.nan_to_num(np.asarray(region, dtype=np.float32), nan=0.0)
+        inside = _resize_heatmap(clean, width, height) >= overlay.region_level
+        tint[inside] = colour
+        weight[inside] = 64  # a quarter of the colour
+        eroded = inside.copy()
+        for _ in range(thickness):
+            shrunk = eroded.copy()
+            shrunk[1:, :] &= eroded[:-1, :]
+            shrunk[:-1, :] &= eroded[1:, :]
+            shrunk[:, 1:] &= eroded[:, :-1]
+            shrunk[:, :-1] &= eroded[:, 1:]
+            eroded = shrunk
+        outlines.append((np.nonzero(inside & ~eroded), colour))
+    return tint, weight, outlines
 
 
 def _draw_timeline_into(frame: np.ndarray, strip: TimelineStrip) -> None:
@@ -264,16 +413,16 @@ def _draw_timeline_into(frame: np.ndarray, strip: TimelineStrip) -> None:
     bar = max(3, round(height / 30))
     top = height - bar
     frame[top:, :] = (frame[top:, :] // 4).astype(frame.dtype)
-    for start, end, colour in strip.spans:
+    for start, end, query in strip.spans:
         left = int(np.clip(round(start * width), 0, width))
         right = int(np.clip(round(end * width), left + 1, width))
-        frame[top:, left:right] = _point_colour(colour)
+        frame[top:, left:right] = query_colour(query)
     cursor = int(np.clip(round(strip.cursor * (width - 1)), 0, width - 1))
     frame[top:, max(0, cursor - 1) : cursor + 1] = (255, 255, 255)
 
 
 def _point_colour(number: int) -> Colour:
-    return POINT_COLOURS[number % len(POINT_COLOURS)]
+    return query_colour(number)
 
 
 def _check_frame(frame: np.ndarray) -> None:

@@ -43,7 +43,11 @@ class CandidateScore:
 class GroundedTime:
     """One query at one grounded time.
 
-    ``point`` and ``prompt_points`` are (x, y) in original-video pixels;
+    ``point`` and ``prompt_points`` are (x, y) in original-video pixels, the centre of
+    the chosen model-input pixel mapped back: they lie in the frame's area
+    [-0.5, width - 0.5] x [-0.5, height - 0.5] (pixel centres at integers), so a video
+    smaller than the model input can give a point up to 0.5 px beyond the outermost
+    pixel centre (x = -0.36); round and clamp to [0, width - 1] to index a pixel;
     ``model_point`` is the integer point in the S × S model input that the
     authors' evaluation tests. ``score`` is the cosine of the original path's
     clip embedding with the action prompt.
@@ -132,15 +136,26 @@ def to_json_dict(result: GroundingResult) -> dict[str, Any]:
     }
 
 
+#: How a timeline's labels follow from its numbers (written into the JSON beside them).
+LABEL_RULE = (
+    "normalized = min-max of each query's scores over the grounded times (a constant "
+    "query is 0); label = the query with the highest normalized score (the first on a "
+    "tie) when that score >= threshold_used, else null (no action)"
+)
+
+
 def _temporal_dict(result: GroundingResult) -> dict[str, Any]:
-    """Segments and the per-time label of a temporal run."""
+    """Segments and the per-time label of a temporal run: for every grounded time the
+    raw scores (cosines, rounded) and the normalized ones the label is cut from."""
     timeline = result.timeline
     assert timeline is not None  # called for temporal results only
     queries = [query.query for query in result.queries]
     return {
         "temporal": {
             **(asdict(timeline.settings) if timeline.settings else {}),
-            "threshold_used": round(timeline.threshold, 6),
+            # the threshold the labels were cut at (Otsu's, for threshold "auto"), exactly
+            "threshold_used": float(timeline.threshold),
+            "label_rule": LABEL_RULE,
         },
         "segments": [
             {
@@ -158,6 +173,11 @@ def _temporal_dict(result: GroundingResult) -> dict[str, Any]:
                 "scores": {
                     query: round(float(score), 6)
                     for query, score in zip(queries, timeline.relevance[index], strict=True)
+                },
+                # not rounded: the label is re-derived from exactly these numbers
+                "normalized": {
+                    query: float(score)
+                    for query, score in zip(queries, timeline.normalized[index], strict=True)
                 },
             }
             for index, (time, label) in enumerate(zip(timeline.times, timeline.labels, strict=True))
@@ -597,8 +617,19 @@ def write_json(result: GroundingResult, destination: Destination) -> Path:
 
 
 def write_npz(result: GroundingResult, destination: Destination) -> Path:
-    """``similarity`` [times, queries, prompts, grid_h, grid_w] plus times, frames,
-    points, the query texts and the prompt order."""
+    """The raw maps and what indexes them, as a compressed ``.npz``; every key:
+
+    - ``similarity`` float32 ``[T, Q, 3, grid_h, grid_w]``: the raw cosine maps (before
+      upsampling and normalization) of time t, query q and prompt p;
+    - ``times`` float64 ``[T]``: the grounded times in seconds; ``frames`` int64 ``[T]``:
+      the 0-based frame index each time decoded as its target frame;
+    - ``points`` float64 ``[T, Q, 2]``: the final (x, y) points in original-video pixels
+      (pixel centres at integers; see :class:`GroundedTime` for their range);
+    - ``clip_embeddings`` float32 ``[T, D]``: the original path's normalized clip
+      embeddings (``[T, 0]`` when the backbone gives none);
+    - ``queries`` str ``[Q]``: the query texts, in the order of axis 1;
+    - ``prompts`` str ``[3]``: ``verb``, ``object``, ``action``, the order of axis 2.
+    """
 
     def write(temporary: Path) -> None:
         with temporary.open("wb") as handle:

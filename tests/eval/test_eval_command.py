@@ -263,12 +263,16 @@ def test_export_applies_limit_and_shuffle(invoke, gyt_root, tmp_path):
 # --------------------------------------------------------------------------- the paper beside
 
 
-def test_compare_paper_shows_the_published_figure(invoke, gyt_root, tmp_path):
+def test_compare_paper_matches_the_row_but_shows_no_figure_for_a_partial_run(
+    invoke, gyt_root, tmp_path
+):
     # No videos were downloaded: every sample is an error and no model is loaded.
     result = invoke("eval", "--dataset", "gyt", "--root", gyt_root, "--compare", "paper", "--quiet")
     assert result.exit_code == 0, result.output
     assert "VideoGEM, ViCLIP" in result.stdout
-    assert "57.21" in result.stdout
+    assert "57.21" not in result.stdout  # an incomplete benchmark is no comparison
+    said = " ".join(result.stdout.split())
+    assert "no published figure shown: 3 of 3 sample(s) could not be run" in said
     (run_dir,) = (tmp_path / "runs").iterdir()
     assert run_dir.name.startswith("gyt-viclip-b16-")
     document = json.loads((run_dir / "results.json").read_text())
@@ -316,7 +320,53 @@ def test_show_puts_runs_side_by_side_with_their_average(invoke, gyt_root, tmp_pa
     result = invoke("eval", "--show", "one", "--show", "two", "--compare", "paper")
     assert result.exit_code == 0, result.output
     assert "GYT" in result.stdout and "DALY" in result.stdout
-    assert "67.73" in result.stdout  # (57.21 + 78.25) / 2, the paper's figures for the two
+    # each row names its run; no paper figure beside runs whose samples failed
+    assert _row_cells(result.stdout, "one")[:2] == ["one", "GYT"]
+    assert _row_cells(result.stdout, "two")[:2] == ["two", "DALY"]
+    assert "67.73" not in result.stdout
+    assert (tmp_path / "one" / "report.html").is_file()
+    assert (tmp_path / "two" / "report.html").is_file()
+
+
+def _row_cells(text: str, first_cell: str) -> list[str]:
+    for line in text.splitlines():
+        cells = [cell.strip() for cell in line.strip("│ ").split("│")]
+        if cells[0] == first_cell:
+            return cells
+    raise AssertionError(f"no row {first_cell!r} in\n{text}")
+
+
+def test_a_table_written_to_a_file_keeps_every_header_whole(invoke, tmp_path, monkeypatch):
+    """`vgem eval --task temporal … > out.txt`: full width off a terminal, no "mAP…"."""
+    monkeypatch.setenv("COLUMNS", "60")  # even where the environment says narrow
+    from vgem.cli.eval import _print_tables
+    from vgem.eval.report import render_tables
+    from vgem.eval.tasks import VIDEO_TASK_FIGURES, WholeVideoTask
+
+    figures = {"video_mean": 0.5, "videos": 1}
+    segment_map = {"map": {"0.1": 0.5, "0.3": 0.4, "0.5": 0.3, "0.7": 0.2}, "mean": 0.35}
+    scores = {
+        "counts": {"selected": 1, "scored": 1, "errors": 0, "pending": 0},
+        "iou": figures, "iod": figures, "segment_map": segment_map,
+    }  # fmt: skip
+    document = {
+        "task": "temporal", "temporal": {}, "backbone": "viclip-b16", "settings_hash": "abc",
+        "datasets": {"gyt": scores}, "run_dir": "/runs/x",
+    }  # fmt: skip
+    import io
+    from contextlib import redirect_stdout
+
+    output = io.StringIO()
+    with redirect_stdout(output):
+        _print_tables(render_tables([document], compare_paper=False))
+    text = output.getvalue()
+    assert "…" not in text
+    task = WholeVideoTask("temporal")
+    titles = [column.title for column in task.figure_columns([scores])]
+    assert VIDEO_TASK_FIGURES["temporal"] and len(titles) == 7
+    header = next(line for line in text.splitlines() if "dataset" in line)
+    for title in ["dataset", "videos", "errors", *titles]:
+        assert title in header, (title, header)
 
 
 # --------------------------------------------------------------------------- user errors

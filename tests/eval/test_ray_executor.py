@@ -280,9 +280,7 @@ class InterruptedRay:
         self.executor.execute(job, units, counting)
 
 
-def test_an_interrupted_driver_stops_its_workers_and_resumes(
-    spatial_case, ray_instance, tmp_path
-):
+def test_an_interrupted_driver_stops_its_workers_and_resumes(spatial_case, ray_instance, tmp_path):
     ray = ray_instance.ray
     local = _run(spatial_case, tmp_path / "local")
     stopped = _run(spatial_case, tmp_path / "ray", InterruptedRay(after=3))

@@ -87,7 +87,7 @@ def _document(outcomes: dict[str, list[bool | None]], backbone="viclip-b16", **c
                 {"id": sample_id, "error": "gone"} if hit is None else {"id": sample_id, "hit": hit}
             )
     description = RunDescription(
-        dataset=None,
+        dataset=next(iter(outcomes)) if len(outcomes) == 1 else None,
         manifest=None,
         root="/data",
         run_dir="/runs/x",
@@ -119,13 +119,37 @@ def _row(text: str, first_cell: str) -> list[str]:
 
 
 def test_table_with_average_and_the_paper_beside():
-    document = _document({"gyt": [True] * 7 + [False] * 3, "daly": [True, False, None]})
-    text = _text(render_tables([document], compare_paper=True))
+    gyt = _document({"gyt": [True] * 7 + [False] * 3})
+    daly = {**_document({"daly": [True, False]}), "run_dir": "/runs/daly"}
+    text = _text(render_tables([gyt, daly], compare_paper=True))
     assert "VideoGEM, ViCLIP" in text
-    assert _row(text, "GYT") == ["10", "0", "70.00", "70.00", "57.21", "+12.79"]
-    assert _row(text, "DALY") == ["2", "1", "50.00", "50.00", "78.25", "-28.25"]
+    assert _row(text, "x") == ["GYT", "10", "0", "70.00", "70.00", "57.21", "+12.79"]
+    assert _row(text, "daly") == ["DALY", "2", "0", "50.00", "50.00", "78.25", "-28.25"]
     # (70 + 50) / 2 against (57.21 + 78.25) / 2 = 67.73
-    assert _row(text, "average") == ["12", "1", "60.00", "60.00", "67.73", "-7.73"]
+    assert _row(text, "average") == ["", "12", "0", "60.00", "60.00", "67.73", "-7.73"]
+
+
+@pytest.mark.parametrize(
+    ("change", "reason"),
+    [
+        ({"weights": "/tmp/random.pt", "weights_sha256": "0" * 64}, "weights file"),
+        ({"weights": "/tmp/random.pt", "weights_sha256": None}, "weights file"),
+        ({"selection": {"limit": 5, "shuffle_seed": None, "samples": 5}}, "not the whole"),
+        ({"manifest": "/data/m.jsonl", "dataset": None}, "manifest"),
+    ],
+)
+def test_no_paper_figure_with_other_weights_or_a_partial_run(change, reason):
+    document = {**_document({"gyt": [True] * 7 + [False] * 3}), **change}
+    text = " ".join(_text(render_tables([document], compare_paper=True)).split())
+    assert "57.21" not in text and "paper %" not in text
+    assert "no published figure shown: " in text
+    assert reason in text.split("no published figure shown: ")[1].split(";")[0]
+
+
+def test_no_paper_figure_when_samples_failed_or_are_pending():
+    failed = _document({"gyt": [True, False, None]})
+    text = " ".join(_text(render_tables([failed], compare_paper=True)).split())
+    assert "57.21" not in text and "1 of 3 sample(s) could not be run" in text
 
 
 def test_table_without_a_published_figure_says_why():

@@ -23,7 +23,14 @@ import typer
 
 import vgem.eval
 from vgem.cli.console import stderr, user_errors
-from vgem.cli.options import QUIET, VERBOSE, MethodOptions, TemporalOptions, shared_options
+from vgem.cli.options import (
+    QUIET,
+    VERBOSE,
+    ExecutorOptions,
+    MethodOptions,
+    TemporalOptions,
+    shared_options,
+)
 from vgem.cli.progress import EvalProgress
 from vgem.eval.engine import select
 from vgem.eval.report import render_tables
@@ -36,7 +43,6 @@ if TYPE_CHECKING:
 DATA_PANEL = "What to evaluate"
 RUN_DIR_PANEL = "Run directory"
 REPORT_PANEL = "Report"
-SCALE_PANEL = "Scaling out (docs/scaling.md)"
 DEFAULT_METRICS = "pointing,map"
 TASKS = ("spatial", "spatiotemporal", "temporal")
 PROBLEMS_SHOWN = 20
@@ -111,6 +117,7 @@ def eval_command(
         bool,
         typer.Option(
             "--resume/--no-resume",
+            metavar="",
             help="Skip samples the run directory already holds for these settings; "
             "--no-resume starts over (the old predictions are kept aside).",
             rich_help_panel=RUN_DIR_PANEL,
@@ -120,6 +127,7 @@ def eval_command(
         bool,
         typer.Option(
             "--retry-errors",
+            metavar="",
             help="Ground again the samples that failed before (e.g. once missing videos "
             "are downloaded).",
             rich_help_panel=RUN_DIR_PANEL,
@@ -145,6 +153,7 @@ def eval_command(
         bool,
         typer.Option(
             "--describe",
+            metavar="",
             help="Say what --dataset needs (files, where they are published, where they go "
             "under --root, expected counts) and stop.",
             rich_help_panel=DATA_PANEL,
@@ -165,42 +174,10 @@ def eval_command(
             rich_help_panel=REPORT_PANEL,
         ),
     ] = None,
-    executor: Annotated[
-        str,
-        typer.Option(
-            help="local: ground in this process; ray: on Ray workers, each loading the "
-            'model once (pip install "vgem[ray]").',
-            rich_help_panel=SCALE_PANEL,
-        ),
-    ] = "local",
-    ray_address: Annotated[
-        str | None,
-        typer.Option(
-            help="The Ray cluster to join: auto (the one this machine belongs to) or "
-            "ray://HOST:10001 (default: start a local Ray instance).",
-            rich_help_panel=SCALE_PANEL,
-        ),
-    ] = None,
-    workers: Annotated[
-        int | None,
-        typer.Option(help="Ray workers (default 1).", rich_help_panel=SCALE_PANEL),
-    ] = None,
-    cpus_per_worker: Annotated[
-        float | None,
-        typer.Option(
-            help="CPUs each Ray worker reserves (default 1).", rich_help_panel=SCALE_PANEL
-        ),
-    ] = None,
-    gpus_per_worker: Annotated[
-        float | None,
-        typer.Option(
-            help="GPUs each Ray worker reserves; a fraction (0.5) shares a GPU (default 0).",
-            rich_help_panel=SCALE_PANEL,
-        ),
-    ] = None,
     *,
     method: MethodOptions,
     when: TemporalOptions,
+    scale: ExecutorOptions,
     quiet: Annotated[bool, QUIET] = False,
     verbose: Annotated[bool, VERBOSE] = False,
 ) -> None:
@@ -221,6 +198,7 @@ def eval_command(
                     "--dataset, --manifest and --export-manifest."
                 )
             _print_tables(_shown_tables(show, compare_paper))
+            _write_reports(show, quiet)
             return
         if not (math.isfinite(source_fps) and source_fps > 0):
             raise SettingsError(f"--source-fps must be a positive number, not {source_fps}.")
@@ -234,13 +212,7 @@ def eval_command(
         settings = method.settings()
         chosen_executor = None
         if export_manifest is None:
-            chosen_executor = vgem.eval.make_executor(
-                executor,
-                ray_address=ray_address,
-                workers=workers,
-                cpus_per_worker=cpus_per_worker,
-                gpus_per_worker=gpus_per_worker,
-            )
+            chosen_executor = scale.make()
         if export_manifest is not None:  # a bad output fails before the annotations are read
             check_output(export_manifest, setting="export_manifest", inputs=[manifest])
         source = _open(dataset, manifest, root, whole_videos=chosen_task.whole_video)
@@ -294,6 +266,8 @@ def eval_command(
         )
         if not quiet:
             stderr.print(f"results: {result.results_path}", soft_wrap=True, markup=False)
+            report = result.run_dir / "report.html"
+            stderr.print(f"report: {report}", soft_wrap=True, markup=False)
 
 
 # --------------------------------------------------------------------------- options
@@ -393,8 +367,27 @@ def _shown_tables(paths: list[Path], compare_paper: bool) -> list[Any]:
         ) from error
 
 
+def _write_reports(paths: list[Path], quiet: bool) -> None:
+    """report.html in each shown run directory (vgem.eval.html_report)."""
+    from vgem.eval.html_report import write_report
+
+    for path in paths:
+        run_dir = path if path.is_dir() else path.parent
+        written = write_report(run_dir)
+        if not quiet:
+            stderr.print(f"report: {written}", soft_wrap=True, markup=False)
+
+
 def _print_tables(tables: list[Any]) -> None:
+    """On a terminal, tables fit its width (headers fold, never end in "…"); in a file or
+    a CI log, each table gets the full width it needs."""
     from rich.console import Console
+    from rich.measure import Measurement
 
     for table in tables:
-        Console(soft_wrap=False).print(table)
+        console = Console(soft_wrap=False)
+        if not console.is_terminal:
+            wide = Console(width=10_000)
+            needed = Measurement.get(wide, wide.options, table).maximum
+            console = Console(soft_wrap=False, width=max(80, needed))
+        console.print(table)

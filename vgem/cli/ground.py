@@ -1,17 +1,29 @@
-"""``vgem ground``: where (and with --temporal, when) each query happens in one video."""
+"""``vgem ground``: where (and with --temporal, when) each query happens in a video.
+
+One video (``vgem ground VIDEO QUERY...``) prints its JSON or writes the
+outputs named by --json, --heatmaps and --video-out. With ``--out-dir DIR``,
+VIDEO may also name many videos: a folder of videos, a quoted glob or a list
+file (one path a line); each gets ``DIR/NAME.json`` (and, with --save-heatmaps
+and --save-video, ``NAME.npz`` and ``NAME.mp4``), on this machine or on Ray
+workers (the --executor options of ``vgem eval``). The batch is the library's
+(:func:`vgem.batch.ground_videos`); this command converts options and prints.
+Exit codes: 0 every video grounded (or done before), 3 some videos failed
+(the others' outputs are written), 2 a bad option or input, 130 Ctrl-C.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from vgem.cli.console import user_errors
+from vgem.cli.console import print_error, stderr, user_errors
 from vgem.cli.options import (
     QUIET,
     VERBOSE,
     WHEN_PANEL,
+    ExecutorOptions,
     MethodOptions,
     TemporalOptions,
     shared_options,
@@ -19,15 +31,27 @@ from vgem.cli.options import (
 from vgem.cli.progress import progress_bar
 
 if TYPE_CHECKING:
+    from vgem.batch import BatchSummary, VideoOutcome
     from vgem.results import GroundingResult, StagedOutput
+    from vgem.settings import Settings
 
 TIMES_PANEL = "Which times"
 OUTPUT_PANEL = "Outputs"
+BATCH_PANEL = "Many videos (--out-dir)"
+#: The exit code of a batch in which some videos failed (the others are written).
+SOME_FAILED = 3
 
 
 @shared_options
 def ground(
-    video: Annotated[Path, typer.Argument(help="A video file, or a folder of image frames.")],
+    video: Annotated[
+        Path,
+        typer.Argument(
+            help="A video file, or a folder of image frames. With --out-dir, also many "
+            "videos: a folder of videos, a quoted glob ('videos/*.mp4') or a text file "
+            "with one path a line.",
+        ),
+    ],
     queries: Annotated[
         list[str], typer.Argument(help="One or more actions to find, e.g. 'cut onion'.")
     ],
@@ -44,7 +68,10 @@ def ground(
         ),
     ] = None,
     every_frame: Annotated[
-        bool, typer.Option(help="Ground every frame.", rich_help_panel=TIMES_PANEL)
+        bool,
+        typer.Option(
+            "--every-frame", help="Ground every frame.", rich_help_panel=TIMES_PANEL, metavar=""
+        ),
     ] = False,
     source_fps: Annotated[
         float, typer.Option(help="Frame rate of a frame folder.", rich_help_panel=TIMES_PANEL)
@@ -67,29 +94,86 @@ def ground(
         str | None,
         typer.Option(help="Write an annotated H.264 video here.", rich_help_panel=OUTPUT_PANEL),
     ] = None,
+    out_dir: Annotated[
+        Path | None,
+        typer.Option(
+            help="Ground every video VIDEO names; write DIR/NAME.json for each. A video "
+            "whose JSON is complete is skipped, so the same command resumes.",
+            rich_help_panel=BATCH_PANEL,
+        ),
+    ] = None,
+    save_heatmaps: Annotated[
+        bool,
+        typer.Option(
+            "--save-heatmaps",
+            metavar="",
+            help="With --out-dir: also write NAME.npz, the raw similarity maps.",
+            rich_help_panel=BATCH_PANEL,
+        ),
+    ] = False,
+    save_video: Annotated[
+        bool,
+        typer.Option(
+            "--save-video",
+            metavar="",
+            help="With --out-dir: also write NAME.mp4, the annotated video.",
+            rich_help_panel=BATCH_PANEL,
+        ),
+    ] = False,
     *,
     method: MethodOptions,
     temporal: Annotated[
         bool,
         typer.Option(
             "--temporal",
+            metavar="",
             help="Also say when each query happens: a label per time, and segments.",
             rich_help_panel=WHEN_PANEL,
         ),
     ] = False,
     when: TemporalOptions,
+    scale: ExecutorOptions,
     quiet: Annotated[bool, QUIET] = False,
     verbose: Annotated[bool, VERBOSE] = False,
 ) -> None:
-    """Find where each QUERY happens in VIDEO; print JSON (or write --json)."""
+    """Find where each QUERY happens in VIDEO; print JSON (or write --json).
+    With --out-dir, in many videos: one JSON each."""
     with user_errors(verbose):
         from vgem.errors import SettingsError
 
         if sum([fps is not None, bool(at), every_frame]) > 1:
             raise SettingsError("Choose one of --fps, --at and --every-frame.")
         _check_numbers(fps, at or [], source_fps)
+        _check_queries(queries)
         settings = method.settings()
         temporal_settings = when.settings() if temporal else None
+        if out_dir is not None:
+            if json_path is not None or heatmaps is not None or video_out is not None:
+                raise SettingsError(
+                    "--out-dir writes NAME.json for each video; --json, --heatmaps and "
+                    "--video-out name the outputs of one video (use --save-heatmaps and "
+                    "--save-video with --out-dir)."
+                )
+            code = _ground_many(
+                video,
+                queries,
+                out_dir,
+                method=method,
+                settings=settings,
+                scale=scale,
+                fps=fps,
+                at=at or None,
+                every_frame=every_frame,
+                source_fps=source_fps,
+                temporal=temporal_settings,
+                save_heatmaps=save_heatmaps,
+                save_video=save_video,
+                quiet=quiet,
+            )
+            if code:
+                raise typer.Exit(code)
+            return
+        _refuse_batch_options(video, scale, save_heatmaps, save_video)
         from vgem.extractors.base import normalize_sentence
         from vgem.results import STDOUT, OutputSet
         from vgem.video import grounded_times, probe_video
@@ -118,6 +202,100 @@ def ground(
                     info, queries, at=times, progress=report, temporal=temporal_settings
                 )
             _write_outputs(result, json_output, maps_output, video_output, quiet)
+
+
+def _check_queries(queries: list[str]) -> None:
+    """A query that is a video file is an unquoted glob the shell expanded: say so."""
+    from vgem.batch import VIDEO_EXTENSIONS
+    from vgem.errors import SettingsError
+
+    for query in queries:
+        if Path(query).suffix.lower() in VIDEO_EXTENSIONS and Path(query).is_file():
+            raise SettingsError(
+                f"The query {query!r} is a video file. To ground several videos, give one "
+                "VIDEO that names them all with --out-dir DIR: a folder, a quoted glob "
+                "('videos/*.mp4', so that the shell does not expand it) or a list file."
+            )
+
+
+def _refuse_batch_options(
+    video: Path, scale: ExecutorOptions, save_heatmaps: bool, save_video: bool
+) -> None:
+    """One video: refuse what only --out-dir takes, and many videos without it."""
+    from vgem.batch import holds_many
+    from vgem.errors import SettingsError
+
+    if holds_many(video):
+        raise SettingsError(
+            f"{video} names several videos (a folder of videos, a glob or a list); "
+            "give --out-dir DIR to ground them all, one JSON each."
+        )
+    given = scale.given() + [
+        name for name, on in (("save_heatmaps", save_heatmaps), ("save_video", save_video)) if on
+    ]
+    if given:
+        flags = ", ".join("--" + name.replace("_", "-") for name in given)
+        raise SettingsError(f"{flags}: only with --out-dir DIR (grounding many videos).")
+
+
+def _ground_many(
+    source: Path,
+    queries: list[str],
+    out_dir: Path,
+    *,
+    method: MethodOptions,
+    settings: Settings,
+    scale: ExecutorOptions,
+    quiet: bool,
+    **options: Any,
+) -> int:
+    """Ground every video ``source`` names into ``out_dir``; print the failures and a
+    summary; the exit code (0, or SOME_FAILED)."""
+    from vgem.batch import find_videos, ground_videos
+
+    videos = find_videos(source, exclude=[out_dir])  # a bad source fails before Ray starts
+    executor = scale.make()
+    with progress_bar("grounding videos", quiet) as report:
+        summary = ground_videos(
+            videos,
+            queries,
+            out_dir,
+            backbone=method.backbone,
+            weights=method.weights,
+            settings=settings,
+            nlp_dir=method.cache_dir,
+            executor=executor,
+            progress=report,
+            on_video=_report_failure,
+            **options,
+        )
+    _print_summary(summary)
+    if summary.interrupted:
+        raise KeyboardInterrupt
+    return SOME_FAILED if summary.failed else 0
+
+
+def _report_failure(outcome: VideoOutcome) -> None:
+    if outcome.status == "failed":
+        print_error(f"{outcome.video}: {outcome.error}", label="failed:")
+
+
+def _print_summary(summary: BatchSummary) -> None:
+    """One line on stderr: how many videos succeeded, were skipped and failed."""
+    counts = summary.counts()
+    parts = [
+        f"{counts['succeeded']} grounded",
+        f"{counts['skipped']} skipped (done before)",
+        f"{counts['failed']} failed",
+    ]
+    if counts["pending"]:
+        parts.append(f"{counts['pending']} not reached (run the same command to finish)")
+    stderr.print(
+        f"{counts['videos']} video(s): {', '.join(parts)}; outputs in {summary.out_dir}",
+        soft_wrap=True,
+        markup=False,
+        highlight=False,
+    )
 
 
 def _check_numbers(fps: float | None, at: list[float], source_fps: float) -> None:

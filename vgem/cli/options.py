@@ -8,7 +8,9 @@ default and its typer option (flag, help, help panel) in its metadata. The
 ``TemporalOptions`` parameter into those typer options and, on a call, hands
 the command the filled-in dataclass. So ``vgem ground`` and ``vgem eval``
 take the very same flags with the same help and defaults, and no list of
-option names is kept anywhere else.
+option names is kept anywhere else. :class:`ExecutorOptions` (where the work
+runs: this process or Ray workers) is shared the same way by ``vgem eval`` and
+``vgem ground --out-dir``.
 """
 
 from __future__ import annotations
@@ -24,19 +26,29 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 import typer
 
 if TYPE_CHECKING:
+    from vgem.eval.engine import Executor
     from vgem.settings import Settings
     from vgem.temporal import TemporalSettings
 
 GEM_PANEL = "VideoGEM method"
 RUN_PANEL = "Runtime"
 WHEN_PANEL = "When (untrimmed videos)"
+SCALE_PANEL = "Scaling out (docs/scaling.md)"
 
-VERBOSE = typer.Option("--verbose", "-v", help="Show tracebacks and more detail on errors.")
-QUIET = typer.Option("--quiet", "-q", help="No progress bar.")
+VERBOSE = typer.Option(
+    "--verbose", "-v", help="Show tracebacks and more detail on errors.", metavar=""
+)
+QUIET = typer.Option("--quiet", "-q", help="No progress bar.", metavar="")
 
 
 def _option(default: Any, help: str, *flags: str, panel: str | None = GEM_PANEL) -> Any:
-    """A dataclass field with its default and the typer option that sets it."""
+    """A dataclass field with its default and the typer option that sets it.
+
+    A boolean that is off by default is a flag (``--image-mode``), shown as one in
+    ``--help``: no ``<bool>`` value and no ``--no-…`` twin.
+    """
+    if isinstance(default, bool) and not flags and default is False:
+        return field(default=default, metadata={"flag": True, "help": help, "panel": panel})
     return field(
         default=default, metadata={"option": typer.Option(*flags, help=help, rich_help_panel=panel)}
     )
@@ -52,7 +64,8 @@ class MethodOptions:
 
     backbone: str = _option(
         "viclip-b16",
-        "Backbone plugin: viclip-b16, viclip-l14, clip-b16, openclip-b16, openclip:ARCH@TAG…",
+        "Backbone plugin: viclip-b16, viclip-l14, clip-b16, openclip-b16, or "
+        "openclip:ARCH@TAG for any open_clip model.",
         "--backbone",
         "-b",
         panel=None,
@@ -71,7 +84,7 @@ class MethodOptions:
     static_weights: str | None = _option(
         None,
         "Static layer weights, first to last (default: the backbone's, else "
-        "0.3,0.4,0.5,0.6,0.7,0.9,0.9,0.9).",
+        "0.3 0.4 0.5 0.6 0.7 0.9 0.9 0.9).",
     )
     dynamic_layers: int | None = _option(
         None, "Last blocks that get dynamic weights D (default: the backbone's, 3 for built-ins)."
@@ -154,7 +167,56 @@ class TemporalOptions:
         )
 
 
-OPTION_GROUPS: tuple[type, ...] = (MethodOptions, TemporalOptions)
+@dataclass(frozen=True)
+class ExecutorOptions:
+    """Where the grounding runs: this process, or Ray workers (``eval``, ``ground --out-dir``).
+
+    ``None`` means "not given": the executor's default applies.
+    """
+
+    executor: str = _option(
+        "local",
+        "local: ground in this process; ray: on Ray workers, each loading the "
+        'model once (pip install "vgem\\[ray]").',
+        panel=SCALE_PANEL,
+    )
+    ray_address: str | None = _option(
+        None,
+        "The Ray cluster to join: auto (the one this machine belongs to) or "
+        "ray://HOST:10001 (default: start a local Ray instance).",
+        panel=SCALE_PANEL,
+    )
+    workers: int | None = _option(None, "Ray workers (default 1).", panel=SCALE_PANEL)
+    cpus_per_worker: float | None = _option(
+        None, "CPUs each Ray worker reserves (default 1).", panel=SCALE_PANEL
+    )
+    gpus_per_worker: float | None = _option(
+        None,
+        "GPUs each Ray worker reserves; a fraction (0.5) shares a GPU (default 0).",
+        panel=SCALE_PANEL,
+    )
+
+    def given(self) -> list[str]:
+        """The options set to something other than their default (as setting names)."""
+        return [
+            option.name for option in fields(self) if getattr(self, option.name) != option.default
+        ]
+
+    def make(self) -> Executor:
+        """The chosen executor (raises :class:`vgem.errors.SettingsError`; Ray is imported
+        only for ``ray``)."""
+        from vgem.eval.engine import make_executor
+
+        return make_executor(
+            self.executor,
+            ray_address=self.ray_address,
+            workers=self.workers,
+            cpus_per_worker=self.cpus_per_worker,
+            gpus_per_worker=self.gpus_per_worker,
+        )
+
+
+OPTION_GROUPS: tuple[type, ...] = (MethodOptions, TemporalOptions, ExecutorOptions)
 
 Command = TypeVar("Command", bound=Callable[..., Any])
 
@@ -165,23 +227,31 @@ def option_parameters(group: type) -> list[inspect.Parameter]:
     parameters = []
     for option in fields(group):
         default = option.default if option.default is not MISSING else inspect.Parameter.empty
+        declaration = option.metadata.get("option")
+        if option.metadata.get("flag"):  # declared here, so each command gets its own object
+            declaration = typer.Option(
+                "--" + option.name.replace("_", "-"),
+                help=option.metadata["help"],
+                rich_help_panel=option.metadata["panel"],
+                metavar="",
+            )
         parameters.append(
             inspect.Parameter(
                 option.name,
                 inspect.Parameter.KEYWORD_ONLY,
                 default=default,
-                annotation=Annotated[hints[option.name], option.metadata["option"]],
+                annotation=Annotated[hints[option.name], declaration],
             )
         )
     return parameters
 
 
 def shared_options(command: Command) -> Command:
-    """Give ``command`` the shared method and/or temporal options.
+    """Give ``command`` the shared method, temporal and/or executor options.
 
-    The command declares one parameter annotated :class:`MethodOptions` and/or
-    one annotated :class:`TemporalOptions` (any name, keyword-only, no
-    default: typer never sees it). The decorator replaces each with its
+    The command declares one parameter annotated with each group it takes
+    (:class:`MethodOptions`, :class:`TemporalOptions`, :class:`ExecutorOptions`;
+    any name, keyword-only, no default: typer never sees it). The decorator replaces each with its
     group's typer options, at that parameter's place (so ``--help`` lists them
     there), and on a call hands the command the group as one filled-in object.
     Apply it before registering the command::
@@ -218,7 +288,7 @@ def shared_options(command: Command) -> Command:
         else:
             parameters.append(parameter.replace(kind=inspect.Parameter.KEYWORD_ONLY))
     if not groups:
-        raise TypeError(f"{command.__name__} has no MethodOptions or TemporalOptions parameter.")
+        raise TypeError(f"{command.__name__} has no shared option group parameter.")
     names = [parameter.name for parameter in parameters]
     clashes = sorted({name for name in names if names.count(name) > 1})
     if clashes:

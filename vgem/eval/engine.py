@@ -32,6 +32,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from vgem.errors import SettingsError
+from vgem.eval.html_report import write_report
+from vgem.eval.paper import weights_checksum
 from vgem.eval.report import RESULTS_FILE, RunDescription, build_results, write_results
 from vgem.eval.run_log import PredictionLog, fingerprint, run_identity
 from vgem.eval.tasks import Emit, Line, RunContext, SupportsGround, Task, WorkUnit, make_task
@@ -96,6 +98,24 @@ class GrounderRecipe:
         return Grounder(self.backbone, self.weights, settings=self.settings, nlp_dir=self.nlp_dir)
 
 
+class UnitWork(Protocol):
+    """What a worker needs of a job's task: an evaluation :class:`~vgem.eval.tasks.Task`
+    has it, and so has the grounding of many videos (:mod:`vgem.batch`)."""
+
+    def ground_unit(
+        self,
+        unit: WorkUnit,
+        context: RunContext,
+        grounder: Callable[[], SupportsGround],
+        emit: Emit,
+    ) -> None:
+        """Ground one unit, handing each of its lines (a dict with an ``id``) to ``emit``."""
+
+    def error_record(self, sample: Any, context: RunContext, reason: str, seconds: float) -> Line:
+        """The line of a sample that could not be run (a distributed executor gives one
+        to each sample of a unit whose workers keep dying)."""
+
+
 @dataclass(frozen=True)
 class GroundingJob:
     """What every worker of a run needs: the task, the run context, the grounder's recipe.
@@ -103,7 +123,7 @@ class GroundingJob:
     Picklable when ``load_grounder`` is (a :class:`GrounderRecipe` is).
     """
 
-    task: Task
+    task: UnitWork
     context: RunContext
     load_grounder: Callable[[], SupportsGround]
 
@@ -393,6 +413,7 @@ def run(
         shuffle_seed=shuffle_seed,
         started_at=utc_timestamp(),
         label=source.label,
+        weights_sha256=weights_checksum(weights),  # is it the published file? (`compare`)
     )
     outcome = evaluate(
         selection,
@@ -417,6 +438,7 @@ def run(
         execution=outcome.execution,
     )
     results_path = write_results(directory / RESULTS_FILE, document)
+    write_report(directory, document)  # report.html beside it (vgem.eval.html_report)
     return EvalResult(document, results_path, directory, outcome.interrupted)
 
 

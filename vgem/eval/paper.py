@@ -120,3 +120,107 @@ def _given(settings: Mapping[str, Any], name: str, default: Any) -> Any:
     """A setting's value; an absent or None one (the backbone's default) is the default."""
     value = settings.get(name)
     return default if value is None else value
+
+
+# --------------------------------------------------------------------------- a valid comparison
+
+
+def weights_checksum(weights: str | None) -> str | None:
+    """The sha256 of a local weights file (None: the hub default, or not a file)."""
+    import hashlib
+    from pathlib import Path
+
+    if weights is None:
+        return None
+    path = Path(weights).expanduser()
+    if not path.is_file():
+        return None
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def published_checksums(backbone: str) -> set[str]:
+    """The sha256 of the backbone's published weights files found in the hub cache
+    (never the network); empty when none is cached or the backbone names none."""
+    from pathlib import Path
+
+    from vgem.backbones import backbone_spec
+    from vgem.checkpoints import cached_path
+
+    try:
+        spec, variant = backbone_spec(backbone)
+        files = spec.hub_files(variant)
+    except Exception:  # an unknown or broken backbone: nothing to compare with
+        return set()
+    found = set()
+    for hub_file in files:
+        for name in hub_file.candidates:
+            path = cached_path(hub_file.repo_id, name)
+            if path is None:
+                continue
+            blob = Path(path).resolve()
+            # the hub cache stores a large (LFS) file under its sha256
+            if len(blob.name) == 64 and all(c in "0123456789abcdef" for c in blob.name):
+                found.add(blob.name)
+            else:
+                checksum = weights_checksum(str(blob))
+                if checksum is not None:
+                    found.add(checksum)
+    return found
+
+
+def paper_comparison(document: Mapping[str, Any]) -> PaperMatch:
+    """Whether a results document may be shown beside the paper: its Table 1 row, or the
+    one reason it may not.
+
+    Besides the configuration (:func:`match_paper_row`, recorded under ``paper``), the
+    run must have used the published weights (the hub default, or a local file whose
+    sha256, recorded as ``weights_sha256``, is that of the published file in the hub
+    cache) on a complete benchmark release: read from the dataset (not a manifest),
+    every sample selected (no ``limit``), grounded (none pending) and none failed.
+    """
+    paper = document.get("paper") or {}
+    row = paper.get("row")
+    if row is None:
+        return PaperMatch(None, str(paper.get("reason") or "the task has no published figure"))
+    reason = _weights_reason(document) or _completeness_reason(document)
+    return PaperMatch(None, reason) if reason else PaperMatch(str(row))
+
+
+def _weights_reason(document: Mapping[str, Any]) -> str | None:
+    weights = document.get("weights")
+    if weights is None:
+        return None  # the hub default: the published weights
+    checksum = document.get("weights_sha256")
+    if not checksum:
+        return f"the weights file {weights} has no recorded checksum to compare with the published"
+    published = published_checksums(str(document.get("backbone", "")))
+    if not published:
+        return (
+            f"the weights file {weights} cannot be checked: the published weights are not "
+            "in the Hugging Face cache to compare checksums with"
+        )
+    if checksum not in published:
+        return f"the weights file {weights} is not the published one (sha256 {checksum[:12]}…)"
+    return None
+
+
+def _completeness_reason(document: Mapping[str, Any]) -> str | None:
+    counts = (document.get("overall") or {}).get("counts") or {}
+    selected = int(counts.get("selected", 0))
+    if document.get("manifest") is not None or document.get("dataset") is None:
+        return "the samples come from a manifest, not a complete benchmark release"
+    limit = (document.get("selection") or {}).get("limit")
+    if limit is not None:
+        return f"only {selected} sample(s) were selected (a limit), not the whole benchmark"
+    if counts.get("pending"):
+        return f"the run is incomplete ({counts['pending']} of {selected} pending)"
+    if counts.get("errors"):
+        return (
+            f"{counts['errors']} of {selected} sample(s) could not be run, "
+            "so the benchmark is not complete"
+        )
+    return None

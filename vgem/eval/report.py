@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from vgem.errors import DatasetError
-from vgem.eval.paper import DATASET_TITLES, PUBLISHED_AVERAGE
+from vgem.eval.paper import DATASET_TITLES, PUBLISHED_AVERAGE, paper_comparison
 from vgem.eval.tasks import SpatialTask, Task, task_of_document
 from vgem.plain import mean_of
 
@@ -51,6 +51,8 @@ class RunDescription:
     started_at: str = ""
     # What samples without a ``dataset`` field are reported under: the manifest's name.
     label: str | None = None
+    # The sha256 of a local weights file (None: the hub default), for `--compare paper`.
+    weights_sha256: str | None = None
 
 
 def build_results(
@@ -96,6 +98,8 @@ def build_results(
         "run_dir": description.run_dir,
         "backbone": description.backbone,
         "weights": description.weights,
+        "weights_sha256": description.weights_sha256,
+        "versions": versions(),
         "settings": description.settings,
         "settings_hash": description.settings_hash,
         "identity": description.identity,
@@ -124,6 +128,21 @@ def build_results(
             for problem in selection.problems
         ],
     }
+
+
+def versions() -> dict[str, str | None]:
+    """The versions of Python and of the packages that decide the figures (installed
+    metadata only: nothing heavy is imported)."""
+    import platform
+    from importlib import metadata
+
+    found: dict[str, str | None] = {"python": platform.python_version()}
+    for package in ("vgem", "torch", "open_clip_torch", "numpy", "pillow", "imageio-ffmpeg"):
+        try:
+            found[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            found[package] = None
+    return found
 
 
 def write_results(path: str | Path, document: Mapping[str, Any]) -> Path:
@@ -162,6 +181,7 @@ class _Row:
     dataset: str
     scores: Mapping[str, Any]
     published: float | None
+    run: str = ""
 
 
 #: What a table's note tells a Python user to do about samples that failed.
@@ -192,23 +212,34 @@ def _table(documents: list[Mapping[str, Any]], compare_paper: bool, retry_hint: 
     first = documents[0]
     task = task_of_document(first)
     paper = first.get("paper") or {}
+    with_runs = len(documents) > 1  # several runs: each row says which one it is
     rows = [
-        _Row(name, scores, (document.get("paper") or {}).get("accuracy", {}).get(name))
+        _Row(
+            name,
+            scores,
+            (document.get("paper") or {}).get("accuracy", {}).get(name),
+            run_name(document),
+        )
         for document in documents
         for name, scores in document["datasets"].items()
     ]
     columns = task.figure_columns([row.scores for row in rows])
     with_pending = any(row.scores["counts"]["pending"] for row in rows)
-    with_paper = compare_paper and task.compares_with_paper
+    comparisons = [paper_comparison(document) for document in documents]
+    refused = [str(match.reason) for match in comparisons if match.row is None]
+    with_paper = compare_paper and task.compares_with_paper and not refused
     table = Table(title=escape(task.table_title(first)), title_justify="left")
     count_names = ["scored", "errors"] + (["pending"] if with_pending else [])
-    table.add_column("dataset")
+    # Headers fold rather than end in "…" when space is short: a title is never cut.
+    if with_runs:
+        table.add_column("run", overflow="fold")
+    table.add_column("dataset", overflow="fold")
     for title in [task.unit_name, *count_names[1:]]:
-        table.add_column(title, justify="right")
+        table.add_column(title, justify="right", overflow="fold")
     for column in columns:
-        table.add_column(column.title, justify="right")
+        table.add_column(column.title, justify="right", overflow="fold")
     if with_paper:
-        table.add_column("paper %", justify="right")
+        table.add_column("paper %", justify="right", overflow="fold")
         table.add_column("Δ", justify="right")
 
     def cells(selected: list[_Row]) -> list[str]:
@@ -225,13 +256,17 @@ def _table(documents: list[Mapping[str, Any]], compare_paper: bool, retry_hint: 
 
     for row in rows:
         label = escape(DATASET_TITLES.get(row.dataset, row.dataset))
-        table.add_row(label, *cells([row]), *paper_cells([row], row.published))
+        run = [escape(row.run)] if with_runs else []
+        table.add_row(*run, label, *cells([row]), *paper_cells([row], row.published))
     if len(rows) > 1:
         table.add_section()
-        table.add_row("average", *cells(rows), *paper_cells(rows, _published_average(rows, paper)))
+        average = ["average", ""] if with_runs else ["average"]
+        table.add_row(*average, *cells(rows), *paper_cells(rows, _published_average(rows, paper)))
     notes = _paper_notes(rows, paper) if with_paper else []
     if compare_paper and not task.compares_with_paper:
         notes.append("the VideoGEM paper publishes no whole-video figures")
+    elif compare_paper and refused:
+        notes.append(f"no published figure shown: {'; '.join(dict.fromkeys(refused))}")
     errors = sum(row.scores["counts"]["errors"] for row in rows)
     if errors:
         what = "sample(s)" if task.unit_name == "samples" else "video(s)"
@@ -244,6 +279,11 @@ def _table(documents: list[Mapping[str, Any]], compare_paper: bool, retry_hint: 
         table.caption = escape("; ".join(notes))
         table.caption_justify = "left"
     return table
+
+
+def run_name(document: Mapping[str, Any]) -> str:
+    """What a run is called where several are shown: its run directory's name."""
+    return Path(str(document.get("run_dir") or "run")).name or "run"
 
 
 def _paper_cells(accuracy: float | None, published: float | None) -> list[str]:

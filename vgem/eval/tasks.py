@@ -555,6 +555,7 @@ class SpatialTask(Task):
     ) -> Line:
         """The line of a scored sample (without its timing), from its grounded entry and
         raw maps ``[3, h, w]``."""
+        from vgem.eval.gallery import pack_map
         from vgem.prompts import PROMPT_ROLES
 
         hit, model_boxes = score_point(
@@ -575,6 +576,7 @@ class SpatialTask(Task):
             },
         )
         action_map = similarity[PROMPT_ROLES.index("action")]
+        line["action_map"] = pack_map(action_map)  # for the report's gallery, ~300 bytes
         if "map" in self.metrics:
             iou = action_heatmap_iou(action_map, model_boxes, input_size, self.mask_threshold)
             line["iou"] = round(iou, 6)
@@ -905,6 +907,11 @@ class WholeVideoTask(Task):
                 for segment in timeline.segments
             ],
             pointing=sorted(pointing),
+            # the ground truth beside the prediction, for the report's timelines
+            truth=[
+                [step_index[segment.step], round(segment.start, 6), round(segment.end, 6)]
+                for segment in sample.segments
+            ],
         )
         return line
 

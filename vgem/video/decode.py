@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Literal
 import numpy as np
 
 from vgem.errors import InputError, first_line
-from vgem.video.probe import VideoInfo, list_frame_files, silence_resize_warning
+from vgem.video.probe import VideoInfo, ffmpeg_input, list_frame_files, silence_resize_warning
 from vgem.video.read_ahead import run_ahead
 from vgem.video.times import clip_frame_indices
 
@@ -209,7 +209,7 @@ def _decode_file_frames(
             output_params += ["-/vf", script]  # ffmpeg ≥ 7 reads the option from a file
         elif filtergraph:
             output_params += ["-vf", filtergraph]
-        reader = imageio_ffmpeg.read_frames(info.path, output_params=output_params)
+        reader = imageio_ffmpeg.read_frames(ffmpeg_input(info.path), output_params=output_params)
         cleanup.callback(reader.close)
         try:
             metadata = next(reader)

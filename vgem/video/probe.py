@@ -172,7 +172,7 @@ def _scan_video_packets(path: str) -> _PacketScan:
     import imageio_ffmpeg
 
     command = [imageio_ffmpeg.get_ffmpeg_exe(), "-nostdin", "-hide_banner", "-v", "error"]
-    command += ["-i", path, "-map", "0:v:0", "-c", "copy", "-f", "framecrc", "-"]
+    command += ["-i", ffmpeg_input(path), "-map", "0:v:0", "-c", "copy", "-f", "framecrc", "-"]
     time_base = Fraction(0)
     count = 0
     trailing_corrupt = 0
@@ -247,12 +247,18 @@ def _ffmpeg_failure_reason(stderr: str) -> str:
     return f"ffmpeg cannot read it ({lines[-1]})" if lines else "ffmpeg cannot read it"
 
 
+def ffmpeg_input(path: str | os.PathLike[str]) -> str:
+    """``path`` as ffmpeg must be given it: ``file:`` and the absolute path, so a
+    name with a colon (``take:2.mp4``) is never taken for a protocol."""
+    return "file:" + str(Path(path).absolute())
+
+
 def _read_header_and_first_frame(path: str) -> tuple[float, int, int]:
     """Return the header's frame rate and the displayed size; decode frame 0."""
     import imageio_ffmpeg
 
     silence_resize_warning()  # rotated videos decode at their displayed size
-    reader = imageio_ffmpeg.read_frames(path, output_params=["-map", "0:v:0"])
+    reader = imageio_ffmpeg.read_frames(ffmpeg_input(path), output_params=["-map", "0:v:0"])
     try:
         try:
             metadata = next(reader)
