@@ -9,7 +9,9 @@ Random weights at the real architecture sizes (clip-b16, viclip-b16,
 viclip-l14); one query decomposed into 3 prompts. Each measurement runs in its
 own subprocess so that its peak resident memory is its own. Printed:
 
-1. the measured matrix-product peak (fp32 and bf16) of this machine;
+1. the measured matrix-product peak (fp32 and bf16) of this machine: the best
+   of warm 2048², 3072² and 4096² products at the runs' thread count, every
+   shape's figure printed (benchmarks/roofline.py);
 2. per backbone × precision × batch: seconds per grounded time, grounded
    times per second, model TFLOP per clip (counted from the architecture),
    achieved TFLOP/s and its fraction of the peak of that precision, peak RSS;
@@ -19,7 +21,10 @@ own subprocess so that its peak resident memory is its own. Printed:
    maps compared with vgem's fp32 maps, and the speed-ups;
 4. bf16 fidelity over 20 random clips: mean Pearson r of the similarity maps
    against fp32, and how often the final points agree;
-5. memory on long inputs: peak RSS grounding a 30-second and a 10-minute 720p
+5. where the time goes: per backbone and precision, the share of one grounded
+   time spent in decode, pre-processing, patch embedding, attention, MLP, the
+   GEM path, heads and post-processing (benchmarks/roofline.py);
+6. memory on long inputs: peak RSS grounding a 30-second and a 10-minute 720p
    video at 1 fps with viclip-b16 (generated with ffmpeg's test source).
 """
 
@@ -307,7 +312,15 @@ class ChildPeakSampler:
         return pids
 
 
+def worker_parts(job: dict) -> dict:
+    sys.path.insert(0, str(HERE))
+    from roofline import part_shares
+
+    return part_shares(job["backbone"], job["precision"], Path(job["video"]))
+
+
 WORKERS = {
+    "parts": worker_parts,
     "speed": worker_speed,
     "plain": worker_plain,
     "fidelity": worker_fidelity,
@@ -328,21 +341,6 @@ def run_worker(job: dict) -> dict:
 
 
 # --------------------------------------------------------------------------- the run
-
-
-def matmul_peak(dtype_name: str, size: int = 3072, seconds: float = 3.0) -> float:
-    """Sustained TFLOP/s of a square matrix product in this process."""
-    import torch
-
-    dtype = {"fp32": torch.float32, "bf16": torch.bfloat16}[dtype_name]
-    a = torch.randn(size, size, dtype=dtype)
-    b = torch.randn(size, size, dtype=dtype)
-    a @ b
-    count, started = 0, time.perf_counter()
-    while time.perf_counter() - started < seconds:
-        a @ b
-        count += 1
-    return 2 * size**3 * count / (time.perf_counter() - started) / 1e12
 
 
 def header(*columns: str) -> None:
@@ -380,6 +378,7 @@ def main() -> None:
     parser.add_argument("--fidelity-clips", type=int, default=20)
     parser.add_argument("--memory", action=argparse.BooleanOptionalAction, default=True)
     parser.add_argument("--plain", action=argparse.BooleanOptionalAction, default=True)
+    parser.add_argument("--parts", action=argparse.BooleanOptionalAction, default=True)
     parser.add_argument("--video-dir", default="/tmp/vgem-bench")
     parser.add_argument("--json", help="also write every figure to this JSON file")
     arguments = parser.parse_args()
@@ -395,11 +394,15 @@ def main() -> None:
     batches = [int(b) for b in arguments.batches.split(",")]
     report: dict = {"threads": torch.get_num_threads(), "cpu_count": os.cpu_count()}
     print(f"# vgem grounding benchmark — {report['threads']} threads")
-    peaks = {name: matmul_peak(name) for name in ("fp32", "bf16")}
+    sys.path.insert(0, str(HERE))
+    from roofline import describe_peak, make_short_video, matmul_peak, print_parts
+
+    measured_peaks = {name: matmul_peak(name) for name in ("fp32", "bf16")}
+    report["matmul_peak"] = measured_peaks
+    peaks = {name: peak["tflops"] for name, peak in measured_peaks.items()}
     report["matmul_peak_tflops"] = peaks
-    print(
-        f"matrix-product peak: fp32 {peaks['fp32']:.3f} TFLOP/s, bf16 {peaks['bf16']:.3f} TFLOP/s"
-    )
+    for name, peak in measured_peaks.items():
+        print(describe_peak(name, peak))
 
     header(
         "backbone", "precision", "batch", "s / time", "times / s", "TFLOP / clip", "TFLOP/s",
@@ -432,6 +435,16 @@ def main() -> None:
                     f"{measured['peak_rss_mib']:.0f}",
                 )  # fmt: skip
     report["speed"] = speed_rows
+
+    if arguments.parts:
+        report["parts"] = []
+        video = make_short_video(Path(arguments.video_dir))
+        for backbone in backbones:
+            for precision in precisions:
+                job = {"kind": "parts", "backbone": backbone, "precision": precision}
+                measured = run_worker({**job, "video": str(video)})
+                report["parts"].append(measured)
+                print_parts(measured, peaks[precision])
 
     if arguments.plain:
         header(

@@ -7,9 +7,10 @@ import torch
 
 from tests.backbones.viclip_fixtures import TINY, random_model
 from tests.tiny_models import tiny_openclip_adapter
+from vgem import grounder as grounder_module
 from vgem.backbones.viclip.adapter import ViCLIPAdapter
 from vgem.errors import SettingsError
-from vgem.grounder import Grounder
+from vgem.grounder import Grounder, fast_bf16, resolve_precision
 
 QUERIES = ["cut onion", "BrushingTeeth"]
 
@@ -67,6 +68,55 @@ def test_bf16_maps_follow_fp32(adapter):
     for a, b in rows:
         assert torch.corrcoef(torch.stack([a, b]))[0, 1] > 0.99
     assert (full - reduced).abs().max() > 0  # it did run in lower precision
+
+
+@pytest.mark.parametrize(("amx", "expected"), [(True, "bf16"), (False, "fp32")])
+def test_auto_precision_is_bf16_on_a_cpu_with_amx_and_fp32_without(monkeypatch, amx, expected):
+    monkeypatch.setattr(grounder_module, "_cpu_has_amx_bf16", lambda: amx)
+    grounder = _grounder(tiny_openclip_adapter(32), device="cpu", precision="auto")
+    assert grounder.settings.precision == expected
+    assert grounder.effective_settings["precision"] == expected  # what the JSON records
+    assert resolve_precision("auto", "cpu") == expected
+
+
+def test_auto_precision_on_cuda_follows_the_gpus_bf16_support(monkeypatch):
+    for supported in (True, False):
+        monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda supported=supported: supported)
+        assert fast_bf16(torch.device("cuda")) is supported
+    monkeypatch.setattr(grounder_module, "_cpu_has_amx_bf16", lambda: True)
+    assert fast_bf16(torch.device("mps")) is False  # no probe there: fp32
+
+
+def test_chosen_precisions_are_kept_whatever_the_hardware(monkeypatch):
+    monkeypatch.setattr(grounder_module, "_cpu_has_amx_bf16", lambda: True)
+    assert resolve_precision("fp32", "cpu") == "fp32"
+    assert _grounder(tiny_openclip_adapter(32), precision="fp32").settings.precision == "fp32"
+    monkeypatch.setattr(grounder_module, "_cpu_has_amx_bf16", lambda: False)
+    assert resolve_precision("bf16", "cpu") == "bf16"
+
+
+def test_the_amx_probe_reads_the_cpu_flags(monkeypatch, tmp_path):
+    monkeypatch.delattr(torch._C._cpu, "_is_amx_tile_supported", raising=False)
+    cpuinfo = tmp_path / "cpuinfo"
+    original = grounder_module.Path
+
+    def fake_path(name, *rest):
+        return cpuinfo if str(name) == "/proc/cpuinfo" else original(name, *rest)
+
+    monkeypatch.setattr(grounder_module, "Path", fake_path)
+    cpuinfo.write_text("model name\t: x\nflags\t\t: fpu avx512f amx_bf16 amx_tile\n")
+    assert grounder_module._cpu_has_amx_bf16() is True
+    cpuinfo.write_text("flags\t\t: fpu avx2 fma\n")
+    assert grounder_module._cpu_has_amx_bf16() is False
+    cpuinfo.unlink()
+    assert grounder_module._cpu_has_amx_bf16() is False
+
+
+def test_the_amx_probe_prefers_pytorchs_own(monkeypatch):
+    for supported in (True, False):
+        probe = lambda supported=supported: supported  # noqa: E731
+        monkeypatch.setattr(torch._C._cpu, "_is_amx_tile_supported", probe, raising=False)
+        assert grounder_module._cpu_has_amx_bf16() is supported
 
 
 def test_fp16_needs_cuda():

@@ -122,6 +122,8 @@ class Grounder:
         self.extractor = plugins.create("vgem.extractors", chosen.extractor, cache_dir=nlp_dir)
         self.aggregator = plugins.create("vgem.aggregators", chosen.aggregator)
         self.device = _resolve_device(chosen.device)
+        if chosen.precision == "auto":
+            chosen = chosen.replace(precision=resolve_precision("auto", self.device))
         self._autocast = _autocast_factory(self.device, chosen.precision)
         if adapter is None:
             adapter = spec.load(variant, weights)
@@ -575,6 +577,51 @@ def _resolve_device(choice: str):
             "`device` cuda was asked for, but PyTorch sees no CUDA GPU.", settings=["device"]
         )
     return torch.device(choice)
+
+
+def resolve_precision(precision: str, device: str | torch.device = "auto") -> str:
+    """The precision a run uses: ``auto`` becomes bf16 where the hardware runs it
+    fast (:func:`fast_bf16`), fp32 elsewhere; any other choice is kept."""
+    if precision != "auto":
+        return precision
+    import torch
+
+    resolved = _resolve_device(device) if isinstance(device, str) else torch.device(device)
+    return "bf16" if fast_bf16(resolved) else "fp32"
+
+
+def fast_bf16(device: torch.device) -> bool:
+    """Whether ``device`` runs bf16 matrix products natively: a CUDA GPU with bf16,
+    or a CPU with AMX-BF16 tiles. (Without them PyTorch emulates bf16 on the CPU,
+    up to a hundred times slower than fp32.)"""
+    import torch
+
+    if device.type == "cuda":
+        return bool(torch.cuda.is_bf16_supported())
+    if device.type == "cpu":
+        return _cpu_has_amx_bf16()
+    return False
+
+
+def _cpu_has_amx_bf16() -> bool:
+    """AMX-BF16 on this CPU, usable by this process: PyTorch's own probe where it
+    has one, else the Linux CPU flags."""
+    import torch
+
+    probe = getattr(torch._C._cpu, "_is_amx_tile_supported", None)
+    if probe is not None:
+        try:
+            return bool(probe())
+        except RuntimeError:
+            return False
+    try:
+        cpuinfo = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return False
+    for line in cpuinfo.splitlines():
+        if line.startswith("flags"):
+            return "amx_bf16" in line.split(":", 1)[-1].split()
+    return False
 
 
 def _autocast_factory(device, precision: str):

@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 
 WEIGHTINGS: tuple[str, ...] = ("none", "static", "dynamic", "combined")
 VIDEO_ATTENTIONS = ("auto", "joint", "released")
-PRECISIONS = ("fp32", "bf16", "fp16")
+PRECISIONS = ("fp32", "bf16", "fp16", "auto")
 DEVICES = ("auto", "cpu", "cuda")
 
 STATIC_WEIGHTS: tuple[float, ...] = (0.3, 0.4, 0.5, 0.6, 0.7, 0.9, 0.9, 0.9)

@@ -265,3 +265,23 @@ def test_no_module_imports_another_modules_private_names():
             if private:
                 offenders.append(f"{path.relative_to(PACKAGE.parent)}: {module} {private}")
     assert offenders == []
+
+
+@pytest.mark.parametrize(("amx", "same_as"), [(False, "fp32"), (True, "bf16")])
+def test_auto_precision_is_hashed_as_what_it_resolves_to(
+    spatial_case, tmp_path, monkeypatch, amx, same_as
+):
+    import vgem.grounder
+
+    source, task, load_grounder, _ = spatial_case
+    monkeypatch.setattr(vgem.grounder, "_cpu_has_amx_bf16", lambda: amx)
+
+    def settings_hash(precision: str) -> str:
+        settings = Settings(depth=4, extractor="label", device="cpu", precision=precision)
+        result = vgem.eval.run(
+            source, task=task, settings=settings, run_dir=tmp_path / precision,
+            load_grounder=load_grounder, limit=1,
+        )  # fmt: skip
+        return result.document["settings_hash"]
+
+    assert settings_hash("auto") == settings_hash(same_as)

@@ -107,7 +107,8 @@ class MethodOptions:
     precision: str = _option(
         "fp32",
         "fp32 (exact, the default), bf16 (2-4x faster on AMX CPUs and GPUs; "
-        "recommended for everyday use) or fp16 (CUDA only).",
+        "recommended for everyday use there), fp16 (CUDA only) or auto (bf16 where "
+        "the hardware runs it fast: a CPU with AMX or a GPU with bf16; fp32 elsewhere).",
         panel=RUN_PANEL,
     )
     cache_dir: Path | None = _option(  # noqa: RUF009 (a field with its option)

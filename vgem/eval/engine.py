@@ -392,6 +392,10 @@ def run(
     settings = settings or Settings()
     selection = select(source, chosen, limit=limit, shuffle_seed=shuffle_seed)
     resolved = settings_for_backbone(backbone, settings)  # what the identity hashes
+    if resolved.precision == "auto":  # bf16 moves points: hash what this machine runs
+        from vgem.grounder import resolve_precision
+
+        resolved = resolved.replace(precision=resolve_precision("auto", resolved.device))
     identity = run_identity(backbone, weights, resolved, source_fps)
     identity.update(chosen.identity())
     settings_hash = fingerprint(identity)
