@@ -20,7 +20,6 @@ import contextlib
 import dataclasses
 import os
 from collections.abc import Callable
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -157,7 +156,7 @@ def _strip_spans(timeline: Timeline, duration: float) -> list[tuple[float, float
 
 def write_annotated_video(
     result: GroundingResult,
-    out_path: str | Path | StagedOutput,
+    out_path: str | os.PathLike[str] | StagedOutput,
     progress: Callable[[int, int], None] | None = None,
 ) -> None:
     """Every source frame at source size and rate, annotated; written atomically.

@@ -433,18 +433,14 @@ class BatchGrounding:
 
     def _write(self, result: GroundingResult, video: BatchVideo) -> list[Path]:
         """Every output of ``video``, committed together, the JSON renamed last."""
-        from vgem.results import OutputSet, write_json, write_npz
+        from vgem.results import OutputSet, write_outputs
 
         paths = self.output_paths(video)
         with OutputSet(inputs=[video.path]) as outputs:
             staged = {kind: outputs.add(path, setting="out_dir") for kind, path in paths.items()}
-            if "heatmaps" in staged:
-                write_npz(result, staged["heatmaps"])
-            if "video" in staged:
-                from vgem.annotate import write_annotated_video
-
-                write_annotated_video(result, staged["video"])
-            write_json(result, staged["json"])
+            write_outputs(
+                result, staged["json"], heatmaps=staged.get("heatmaps"), video=staged.get("video")
+            )
         return list(paths.values())
 
 

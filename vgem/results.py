@@ -649,3 +649,26 @@ def write_npz(result: GroundingResult, destination: Destination) -> Path:
             )
 
     return atomic_write(destination, write)
+
+
+def write_outputs(
+    result: GroundingResult,
+    json_output: Destination,
+    *,
+    heatmaps: Destination | None = None,
+    video: Destination | None = None,
+    video_progress: Callable[[int, int], None] | None = None,
+) -> None:
+    """Every asked-for output of one grounding, the JSON last.
+
+    With staged destinations (an :class:`OutputSet`'s), nothing appears until
+    the set commits; the JSON comes last so that, where it stands, the other
+    outputs of the video are complete (the rule batch resumption relies on).
+    """
+    if heatmaps is not None:
+        write_npz(result, heatmaps)
+    if video is not None:
+        from vgem.annotate import write_annotated_video  # decode -> draw -> encode
+
+        write_annotated_video(result, video, progress=video_progress)
+    write_json(result, json_output)

@@ -325,13 +325,9 @@ def _write_outputs(
     quiet: bool,
 ) -> None:
     """Write every output into its staged temporary; the OutputSet moves them into place."""
-    from vgem.results import write_json, write_npz
+    from vgem.results import write_outputs
 
-    if maps_output is not None:
-        write_npz(result, maps_output)
-    if video_output is not None:
-        from vgem.annotate import write_annotated_video
-
-        with progress_bar("writing video", quiet) as report:
-            write_annotated_video(result, video_output, progress=report)
-    write_json(result, json_output)
+    with progress_bar("writing video", quiet or video_output is None) as report:
+        write_outputs(
+            result, json_output, heatmaps=maps_output, video=video_output, video_progress=report
+        )
