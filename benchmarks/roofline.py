@@ -7,9 +7,10 @@ Not a test: used by bench_ground.py, or run by hand on a quiet machine.
 
 The peak is the best of several large, warm square products (the shapes a
 careful person would use), at this process's thread count, each printed with
-its shape. A shape that a warm 512² probe says would take longer than the time
-budget (bf16 on a CPU without native bf16 units runs a hundred times slower
-than fp32) is skipped and printed as such.
+its shape. Where a warm 512² probe says the shapes would take far longer than
+the time budget (bf16 on a CPU without native bf16 units runs a hundred times
+slower than fp32), the smallest is timed over one product and the others are
+skipped and printed as such.
 
 The parts: one grounded time of a short generated video, timed by wrapping
 each stage (exclusive times: a part's own seconds, its children's removed):
@@ -44,6 +45,11 @@ def matmul_peak(
 ) -> dict[str, Any]:
     """Best sustained TFLOP/s over warm square products of ``shapes``.
 
+    A dtype this CPU emulates (bf16 without AVX512-BF16 or AMX runs about a
+    hundred times slower than fp32) would take minutes per large product: for
+    it only the smallest shape is timed, over a single product, so the peak is
+    still a large product's and never a small probe's.
+
     Returns ``{"tflops": best, "shape": its size, "shapes": {size: TFLOP/s or
     None when skipped}}``.
     """
@@ -59,21 +65,21 @@ def matmul_peak(
         probe @ probe
         probe_seconds = min(probe_seconds, time.perf_counter() - started)
     measured: dict[int, float | None] = {}
-    for size in shapes:
-        if probe_seconds * (size / probe_size) ** 3 > 5 * seconds:
+    for size in sorted(shapes):
+        slow = probe_seconds * (size / probe_size) ** 3 > 5 * seconds
+        if slow and measured:
             measured[size] = None  # far too slow to be a peak; do not wait on it
             continue
         a = torch.randn(size, size, dtype=dtype)
         b = torch.randn(size, size, dtype=dtype)
-        a @ b  # warm-up
+        if not slow:
+            a @ b  # warm-up (a slow dtype is warm from the probe: same kernel)
         count, started = 0, time.perf_counter()
-        while time.perf_counter() - started < seconds or count < 3:
+        while count < 1 or (not slow and (time.perf_counter() - started < seconds or count < 3)):
             a @ b
             count += 1
         measured[size] = 2 * size**3 * count / (time.perf_counter() - started) / 1e12
     timed = {size: value for size, value in measured.items() if value is not None}
-    if not timed:  # every large shape too slow: the warm probe is the best there is
-        timed[probe_size] = measured[probe_size] = 2 * probe_size**3 / probe_seconds / 1e12
     best = max(timed, key=lambda size: timed[size])
     return {"tflops": timed[best], "shape": best, "shapes": measured}
 

@@ -24,8 +24,9 @@ from tests.conftest import PluginSite
 from tests.eval.test_ray_executor import DEATHS_VARIABLE, TEST_BACKBONES
 from tests.planted import planted_frame
 from tests.synth import truncate_file, write_video
-from vgem.batch import BatchVideo, find_videos, ground_videos
+from vgem.batch import BATCH_RECORD, BatchVideo, find_videos, ground_videos
 from vgem.cli import app
+from vgem.errors import InputError
 from vgem.settings import Settings
 
 REPOSITORY = Path(__file__).resolve().parents[1]
@@ -121,10 +122,20 @@ def _document(path: Path) -> dict:
 
 
 def _documents(out_dir: Path) -> dict[str, dict]:
-    return {
-        path.relative_to(out_dir).with_suffix("").as_posix(): _document(path)
-        for path in sorted(out_dir.rglob("*.json"))
-    }
+    """Each video's grounding document, without the batch's request fingerprint
+    (which a video grounded alone has not)."""
+    documents = {}
+    for path in sorted(out_dir.rglob("*.json")):
+        if path == out_dir / BATCH_RECORD:
+            continue
+        document = _document(path)
+        assert isinstance(document.pop("batch_request"), str)
+        documents[path.relative_to(out_dir).with_suffix("").as_posix()] = document
+    return documents
+
+
+def _record(out_dir: Path) -> dict:
+    return json.loads((out_dir / BATCH_RECORD).read_text())
 
 
 def _leftovers(out_dir: Path) -> list[Path]:
@@ -190,6 +201,29 @@ def test_a_rerun_skips_the_videos_already_done(cli, videos, tmp_path):
     assert "4 grounded, 0 skipped" in _summary_line(other_queries)  # other queries: redone
 
 
+@pytest.mark.parametrize(
+    ("changed", "redone"),
+    [
+        (("--iterations", "2"), True),  # a method setting: other answers
+        (("--fps", "2"), True),  # other grounded times
+        (("--temporal",), True),
+        (("--batch-size", "3"), False),  # only how fast
+    ],
+)
+def test_a_rerun_with_another_request_redoes_every_video(cli, videos, tmp_path, changed, redone):
+    first = cli("ground", "videos", "cut onion", *PLANTED, "--out-dir", "out")
+    assert first.exit_code == 0, first.output
+    before = _record(tmp_path / "out")["request"]
+    again = cli("ground", "videos", "cut onion", *PLANTED, *changed, "--out-dir", "out")
+    assert again.exit_code == 0, again.output
+    expected = "4 grounded, 0 skipped" if redone else "0 grounded, 4 skipped"
+    assert expected in _summary_line(again)
+    after = _record(tmp_path / "out")["request"]
+    assert (after["fingerprint"] != before["fingerprint"]) is redone
+    fingerprints = {d["batch_request"] for d in map(_document, (tmp_path / "out").glob("?.json"))}
+    assert fingerprints == {after["fingerprint"]}
+
+
 def test_a_bad_video_is_reported_and_skipped_and_the_exit_code_says_so(cli, videos, tmp_path):
     truncate_file(_tiny_video(videos.folder / "truncated.mp4", 1, 1), 0.5)
     (videos.folder / "notes.mp4").write_text("these are my notes, not a video\n")
@@ -202,6 +236,24 @@ def test_a_bad_video_is_reported_and_skipped_and_the_exit_code_says_so(cli, vide
     assert any("truncated.mp4" in line for line in failed)
     assert sorted(_documents(tmp_path / "out")) == sorted(videos.ids)
     assert "Traceback" not in completed.output
+    record = _record(tmp_path / "out")  # what a script reads instead of the terminal
+    assert record["counts"] == {
+        "videos": 6, "succeeded": 4, "skipped": 0, "failed": 2, "pending": 0
+    }  # fmt: skip
+    assert sorted(entry["id"] for entry in record["failed"]) == ["notes", "truncated"]
+    assert all(entry["error"] for entry in record["failed"])
+    assert record["request"]["queries"] == ["cut onion"]
+    assert record["request"]["settings"]["depth"] == 4
+
+
+def test_a_video_named_like_the_batch_record_is_refused(site, videos, tmp_path):
+    _tiny_video(videos.folder / "vgem-batch.mp4", 1, 1)
+    with pytest.raises(InputError, match=r"vgem-batch\.json"):
+        ground_videos(
+            videos.folder, ["cut onion"], tmp_path / "out", backbone="planted",
+            settings=PLANTED_SETTINGS,
+        )  # fmt: skip
+    assert not (tmp_path / "out").exists()
 
 
 def test_a_missing_listed_video_fails_alone(site, videos, tmp_path):
@@ -346,7 +398,8 @@ def test_a_worker_killed_mid_batch_leaves_every_json_once(site, deaths, videos, 
     assert any("died" in worker for worker in on_ray.execution["per_worker"])
     assert _documents(tmp_path / "ray") == _documents(tmp_path / "local")
     files = sorted(path.name for path in (tmp_path / "ray").rglob("*") if path.is_file())
-    assert files == ["a.json", "b.json", "c.json", "d.json"]  # each once, nothing left over
+    # each once, nothing left over
+    assert files == ["a.json", "b.json", "c.json", "d.json", BATCH_RECORD]
     assert len(local.succeeded) == 4
 
 

@@ -7,10 +7,11 @@ import torch
 
 from tests.backbones.viclip_fixtures import TINY, random_model
 from tests.tiny_models import tiny_openclip_adapter
-from vgem import grounder as grounder_module
+from vgem import precision as precision_module
 from vgem.backbones.viclip.adapter import ViCLIPAdapter
 from vgem.errors import SettingsError
-from vgem.grounder import Grounder, fast_bf16, resolve_precision
+from vgem.grounder import Grounder
+from vgem.precision import fast_bf16, resolve_precision
 
 QUERIES = ["cut onion", "BrushingTeeth"]
 
@@ -70,9 +71,51 @@ def test_bf16_maps_follow_fp32(adapter):
     assert (full - reduced).abs().max() > 0  # it did run in lower precision
 
 
+def _twin_adapters(kind):
+    """Two adapters with the same random weights."""
+    if kind == "openclip":
+        return tiny_openclip_adapter(64), tiny_openclip_adapter(64)
+    return (ViCLIPAdapter(random_model(TINY, seed=2), "random") for _ in range(2))
+
+
+@pytest.mark.parametrize("kind", ["openclip", "viclip"])
+def test_bf16_weights_lowered_once_give_autocasts_own_maps(monkeypatch, kind):
+    lowered_adapter, plain_adapter = _twin_adapters(kind)
+    clips = _clips(lowered_adapter, 2, seed=5)
+    lowered = _grounder(lowered_adapter, precision="bf16")
+    for block in lowered_adapter.blocks:
+        assert block.in_proj_weight.dtype == torch.bfloat16
+        assert all(p.dtype == torch.bfloat16 for p in block.mlp.parameters())
+        assert all(p.dtype == torch.float32 for p in block.ln_1.parameters())
+    expected_maps = lowered.ground_pixels(clips, QUERIES).similarity
+    monkeypatch.setattr("vgem.grounder.prepare_blocks", lambda blocks, precision: None)
+    autocast_only = _grounder(plain_adapter, precision="bf16")
+    assert plain_adapter.blocks[0].in_proj_weight.dtype == torch.float32
+    # autocast rounds the fp32 weights to exactly the values lowered once
+    assert torch.equal(autocast_only.ground_pixels(clips, QUERIES).similarity, expected_maps)
+
+
+def test_an_adapter_lowered_to_bf16_is_refused_for_fp32():
+    adapter = tiny_openclip_adapter(32)
+    _grounder(adapter, precision="bf16")
+    with pytest.raises(SettingsError, match=r"bfloat16.*load it again") as caught:
+        _grounder(adapter, precision="fp32")
+    assert list(caught.value.settings) == ["precision"]
+
+
+@pytest.mark.parametrize("amx", [True, False])
+def test_bf16_where_it_is_emulated_says_so_in_every_querys_warnings(monkeypatch, amx):
+    monkeypatch.setattr(precision_module, "cpu_has_amx_bf16", lambda: amx)
+    grounder = _grounder(tiny_openclip_adapter(32), device="cpu", precision="bf16")
+    slow = [w for w in grounder.warnings if "no AMX-BF16" in w]
+    assert len(slow) == (0 if amx else 1)
+    fp32 = _grounder(tiny_openclip_adapter(32), device="cpu", precision="fp32")
+    assert fp32.warnings == []
+
+
 @pytest.mark.parametrize(("amx", "expected"), [(True, "bf16"), (False, "fp32")])
 def test_auto_precision_is_bf16_on_a_cpu_with_amx_and_fp32_without(monkeypatch, amx, expected):
-    monkeypatch.setattr(grounder_module, "_cpu_has_amx_bf16", lambda: amx)
+    monkeypatch.setattr(precision_module, "cpu_has_amx_bf16", lambda: amx)
     grounder = _grounder(tiny_openclip_adapter(32), device="cpu", precision="auto")
     assert grounder.settings.precision == expected
     assert grounder.effective_settings["precision"] == expected  # what the JSON records
@@ -83,40 +126,40 @@ def test_auto_precision_on_cuda_follows_the_gpus_bf16_support(monkeypatch):
     for supported in (True, False):
         monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda supported=supported: supported)
         assert fast_bf16(torch.device("cuda")) is supported
-    monkeypatch.setattr(grounder_module, "_cpu_has_amx_bf16", lambda: True)
+    monkeypatch.setattr(precision_module, "cpu_has_amx_bf16", lambda: True)
     assert fast_bf16(torch.device("mps")) is False  # no probe there: fp32
 
 
 def test_chosen_precisions_are_kept_whatever_the_hardware(monkeypatch):
-    monkeypatch.setattr(grounder_module, "_cpu_has_amx_bf16", lambda: True)
+    monkeypatch.setattr(precision_module, "cpu_has_amx_bf16", lambda: True)
     assert resolve_precision("fp32", "cpu") == "fp32"
     assert _grounder(tiny_openclip_adapter(32), precision="fp32").settings.precision == "fp32"
-    monkeypatch.setattr(grounder_module, "_cpu_has_amx_bf16", lambda: False)
+    monkeypatch.setattr(precision_module, "cpu_has_amx_bf16", lambda: False)
     assert resolve_precision("bf16", "cpu") == "bf16"
 
 
 def test_the_amx_probe_reads_the_cpu_flags(monkeypatch, tmp_path):
     monkeypatch.delattr(torch._C._cpu, "_is_amx_tile_supported", raising=False)
     cpuinfo = tmp_path / "cpuinfo"
-    original = grounder_module.Path
+    original = precision_module.Path
 
     def fake_path(name, *rest):
         return cpuinfo if str(name) == "/proc/cpuinfo" else original(name, *rest)
 
-    monkeypatch.setattr(grounder_module, "Path", fake_path)
+    monkeypatch.setattr(precision_module, "Path", fake_path)
     cpuinfo.write_text("model name\t: x\nflags\t\t: fpu avx512f amx_bf16 amx_tile\n")
-    assert grounder_module._cpu_has_amx_bf16() is True
+    assert precision_module.cpu_has_amx_bf16() is True
     cpuinfo.write_text("flags\t\t: fpu avx2 fma\n")
-    assert grounder_module._cpu_has_amx_bf16() is False
+    assert precision_module.cpu_has_amx_bf16() is False
     cpuinfo.unlink()
-    assert grounder_module._cpu_has_amx_bf16() is False
+    assert precision_module.cpu_has_amx_bf16() is False
 
 
 def test_the_amx_probe_prefers_pytorchs_own(monkeypatch):
     for supported in (True, False):
         probe = lambda supported=supported: supported  # noqa: E731
         monkeypatch.setattr(torch._C._cpu, "_is_amx_tile_supported", probe, raising=False)
-        assert grounder_module._cpu_has_amx_bf16() is supported
+        assert precision_module.cpu_has_amx_bf16() is supported
 
 
 def test_fp16_needs_cuda():

@@ -12,11 +12,20 @@ writing ``NAME.json`` (and, when asked, ``NAME.npz`` heatmaps and ``NAME.mp4``
 annotated video), and returns a :class:`BatchSummary`.
 
 **Resumable.** A video whose JSON is complete (a ``vgem.grounding/1``
-document for the same backbone and queries, with every other output asked
-for beside it) is skipped, so running the same call again grounds only what
-is left: the ones not reached, and the ones that failed. The JSON is the
-completion mark: every output of a video is written to a hidden temporary
-and renamed into place, the JSON last (:class:`vgem.results.OutputSet`).
+document made for the same request, with every other output asked for beside
+it) is skipped, so running the same call again grounds only what is left: the
+ones not reached, and the ones that failed. The request is everything that
+decides a video's outputs — backbone, weights, method settings and precision,
+queries, grounded times, temporal settings — and each JSON carries its
+fingerprint (``batch_request``), so a changed setting redoes every video
+rather than keeping answers to another question. The JSON is the completion
+mark: every output of a video is written to a hidden temporary and renamed
+into place, the JSON last (:class:`vgem.results.OutputSet`).
+
+**A record of the batch.** Each call ends by writing ``vgem-batch.json`` in
+the output folder: the request, the counts, every failed video with its
+reason, and how the work was executed — what a script reads instead of the
+terminal.
 
 **A bad video never stops the batch.** A missing, unreadable, truncated or
 too short video (or one whose grounding fails for any reason of its own) is
@@ -51,7 +60,7 @@ import json
 import os
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -333,6 +342,8 @@ class BatchGrounding:
 
     queries: tuple[str, ...]
     out_dir: Path
+    #: The fingerprint of the request (:func:`batch_request`), written into each JSON.
+    request: str = ""
     fps: float | None = None
     at: tuple[float, ...] | None = None
     every_frame: bool = False
@@ -350,9 +361,8 @@ class BatchGrounding:
         return {kind: self.out_dir / f"{video.id}{OUTPUT_SUFFIXES[kind]}" for kind in kinds}
 
     def is_complete(self, video: BatchVideo) -> bool:
-        """Whether an earlier run left this video's outputs: a JSON document of this
-        backbone and these queries (and of a temporal run when asked), and every other
-        output asked for."""
+        """Whether an earlier run left this video's outputs: a JSON document made for
+        this request, and every other output asked for."""
         from vgem.results import SCHEMA
 
         paths = self.output_paths(video)
@@ -362,10 +372,7 @@ class BatchGrounding:
             return False
         if not isinstance(document, dict) or document.get("schema") != SCHEMA:
             return False
-        queries = [entry.get("query") for entry in document.get("queries") or [] if entry]
-        if queries != list(self.queries):
-            return False
-        if (self.temporal is not None) != ("temporal" in document):
+        if not self.request or document.get("batch_request") != self.request:
             return False
         return all(path.is_file() for kind, path in paths.items() if kind != "json")
 
@@ -435,6 +442,7 @@ class BatchGrounding:
         """Every output of ``video``, committed together, the JSON renamed last."""
         from vgem.results import OutputSet, write_outputs
 
+        result = replace(result, batch_request=self.request)
         paths = self.output_paths(video)
         with OutputSet(inputs=[video.path]) as outputs:
             staged = {kind: outputs.add(path, setting="out_dir") for kind, path in paths.items()}
@@ -449,6 +457,37 @@ def _since(started: float) -> float:
 
 
 # --------------------------------------------------------------------------- the front door
+
+#: The record each batch leaves in its output folder (never a video's output name).
+BATCH_RECORD = "vgem-batch.json"
+
+
+def batch_request(
+    *,
+    backbone: str,
+    weights: str | None,
+    settings: Settings,
+    source_fps: float,
+    queries: Sequence[str],
+    fps: float | None,
+    at: Sequence[float] | None,
+    every_frame: bool,
+    temporal: TemporalSettings | None,
+) -> dict[str, Any]:
+    """Everything that decides a video's outputs, as JSON (batch size and device do
+    not: they change how fast, not what)."""
+    from vgem.eval.run_log import run_identity
+
+    return {
+        **run_identity(backbone, weights, settings, source_fps),
+        "queries": list(queries),
+        "times": {
+            "fps": fps,
+            "at": None if at is None else [float(time) for time in at],
+            "every_frame": every_frame,
+        },
+        "temporal": None if temporal is None else asdict(temporal),
+    }
 
 
 def ground_videos(
@@ -491,6 +530,7 @@ def ground_videos(
     far keeps its outputs, and calling again resumes.
     """
     from vgem.eval.engine import GrounderRecipe, GroundingJob, LocalExecutor
+    from vgem.eval.run_log import fingerprint
     from vgem.eval.tasks import RunContext, WorkUnit, missing_video_reason
     from vgem.extractors.base import normalize_sentence
     from vgem.results import check_output
@@ -515,10 +555,29 @@ def ground_videos(
     chosen = _videos(videos, directory)
     if not chosen:
         raise InputError("There are no videos to ground.")
+    record_name = Path(BATCH_RECORD).stem
+    if any(video.id == record_name for video in chosen):
+        raise InputError(
+            f"A video would write its outputs as {BATCH_RECORD}, the batch's own record in "
+            "`out_dir`: rename that video.",
+            settings=("out_dir",),
+        )
     check_output(directory / f"{chosen[0].id}.json", setting="out_dir", inputs=[chosen[0].path])
+    request = batch_request(
+        backbone=backbone,
+        weights=weights,
+        settings=settings or Settings(),
+        source_fps=source_fps,
+        queries=chosen_queries,
+        fps=fps,
+        at=at,
+        every_frame=every_frame,
+        temporal=temporal,
+    )
     work = BatchGrounding(
         chosen_queries,
         directory.absolute(),
+        request=fingerprint(request),
         fps=fps,
         at=None if at is None else tuple(float(time) for time in at),
         every_frame=every_frame,
@@ -572,12 +631,41 @@ def ground_videos(
             _sweep_temporaries(work, unit.samples[0])
     execution = getattr(runner, "execution", None)
     ordered = tuple(outcomes[video.id] for video in chosen if video.id in outcomes)
-    return BatchSummary(
+    summary = BatchSummary(
         directory,
         len(chosen),
         ordered,
         interrupted,
         execution() if callable(execution) and units else {"executor": "none: nothing to do"},
+    )
+    write_batch_record(summary, request)
+    return summary
+
+
+def write_batch_record(summary: BatchSummary, request: dict[str, Any]) -> Path:
+    """``vgem-batch.json`` in the output folder: the request, the counts, each failed
+    video with its reason, and the execution (replaced whole by each call)."""
+    from vgem.eval.run_log import fingerprint
+    from vgem.plain import plain_json, utc_timestamp
+    from vgem.results import atomic_write, json_text
+
+    document = {
+        "schema": "vgem.batch/1",
+        "finished": utc_timestamp(),
+        "interrupted": summary.interrupted,
+        "request": {"fingerprint": fingerprint(request), **request},
+        "counts": summary.counts(),
+        "failed": [
+            {"id": outcome.id, "video": outcome.video, "error": outcome.error}
+            for outcome in summary.failed
+        ],
+        "execution": plain_json(summary.execution),
+    }
+    text = json_text(document)
+    path = summary.out_dir / BATCH_RECORD
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return atomic_write(
+        path, lambda temporary: temporary.write_text(text, "utf-8"), setting="out_dir"
     )
 
 

@@ -9,7 +9,6 @@ every prompt of every query is read off it.
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -17,7 +16,14 @@ from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
-from vgem.errors import InputError, SettingsError
+from vgem.errors import InputError
+from vgem.precision import (
+    autocast_factory,
+    prepare_blocks,
+    resolve_device,
+    resolve_precision,
+    slow_precision_warning,
+)
 from vgem.prompts import PROMPT_ROLES, QueryPrompts, build_prompts
 from vgem.results import (
     CandidateScore,
@@ -92,6 +98,11 @@ class Grounder:
 
     Plugins are built before the backbone, so an unknown extractor or
     aggregator fails before a large model is loaded.
+
+    With ``precision`` bf16 (or fp16) the backbone's block weights are lowered
+    to 16 bits once, in place (see :mod:`vgem.precision`): the maps are those
+    of autocast, the model takes half the memory, and an ``adapter`` handed in
+    serves reduced precision from then on (an fp32 Grounder refuses it).
     """
 
     def __init__(
@@ -121,16 +132,20 @@ class Grounder:
                 local_checkpoint(weights)  # a missing file fails before any model is built
         self.extractor = plugins.create("vgem.extractors", chosen.extractor, cache_dir=nlp_dir)
         self.aggregator = plugins.create("vgem.aggregators", chosen.aggregator)
-        self.device = _resolve_device(chosen.device)
+        self.device = resolve_device(chosen.device)
         if chosen.precision == "auto":
             chosen = chosen.replace(precision=resolve_precision("auto", self.device))
-        self._autocast = _autocast_factory(self.device, chosen.precision)
+        self._autocast = autocast_factory(self.device, chosen.precision)
+        slow = slow_precision_warning(chosen.precision, self.device)
+        #: Said beside every query's own warnings (in the JSON and on the terminal).
+        self.warnings: list[str] = [slow] if slow else []
         if adapter is None:
             adapter = spec.load(variant, weights)
         self.adapter = adapter
         self.settings = chosen.for_adapter(self.adapter, defaults)
         self.adapter.to(self.device)
         self.adapter.module.eval()
+        prepare_blocks(self.adapter.blocks, chosen.precision)
         self._text_cache: dict[str, torch.Tensor] = {}
 
     @property
@@ -293,6 +308,7 @@ class Grounder:
                     verb_candidates=list(query.verb_candidates),
                     object_candidates=list(query.object_candidates),
                     warnings=[
+                        *self.warnings,
                         *query.extraction.warnings,
                         *self._truncation_warnings(query),
                         *sampling_warnings,
@@ -397,10 +413,19 @@ class Grounder:
 
         from vgem.gem import gem_forward
 
+        # the blocks' weights in this precision's format (another Grounder may share them)
+        prepare_blocks(self.adapter.blocks, self.settings.precision)
         with torch.inference_mode(), self._autocast():
-            return gem_forward(
+            gem_pass = gem_forward(
                 self.adapter, pixels, self.settings, self.adapter.preprocessing.target_index
             )
+        # what every prompt reads afterwards, in fp32 (see prompt_heatmaps)
+        return replace(
+            gem_pass,
+            terms=gem_pass.terms.float(),
+            class_embedding=gem_pass.class_embedding.float(),
+            removal_embeddings=gem_pass.removal_embeddings.float(),
+        )
 
     def prompt_heatmaps(self, gem_pass: GemPass, text_embeddings: torch.Tensor):
         """Similarity maps ``[B, P, h, w]``, heatmaps ``[B, P, S, S]`` and points
@@ -411,7 +436,9 @@ class Grounder:
         from vgem.heatmaps import heatmaps_and_points
         from vgem.weighting import layer_weights
 
-        with torch.inference_mode(), self._autocast():
+        # fp32 whatever the precision: a few small products per prompt, and 16-bit
+        # cosines would round neighbouring patches to ties and move the points
+        with torch.inference_mode():
             weights = layer_weights(
                 self.settings.weighting,
                 terms=gem_pass.terms.shape[0],
@@ -565,74 +592,3 @@ def _chosen_prompts(query: QueryPrompts, entries) -> dict[str, str]:
         verb = entries[0].chosen["verb"]
         obj = entries[0].chosen["object"]
     return {"verb": verb, "object": obj, "action": query.action}
-
-
-def _resolve_device(choice: str):
-    import torch
-
-    if choice == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if choice == "cuda" and not torch.cuda.is_available():
-        raise SettingsError(
-            "`device` cuda was asked for, but PyTorch sees no CUDA GPU.", settings=["device"]
-        )
-    return torch.device(choice)
-
-
-def resolve_precision(precision: str, device: str | torch.device = "auto") -> str:
-    """The precision a run uses: ``auto`` becomes bf16 where the hardware runs it
-    fast (:func:`fast_bf16`), fp32 elsewhere; any other choice is kept."""
-    if precision != "auto":
-        return precision
-    import torch
-
-    resolved = _resolve_device(device) if isinstance(device, str) else torch.device(device)
-    return "bf16" if fast_bf16(resolved) else "fp32"
-
-
-def fast_bf16(device: torch.device) -> bool:
-    """Whether ``device`` runs bf16 matrix products natively: a CUDA GPU with bf16,
-    or a CPU with AMX-BF16 tiles. (Without them PyTorch emulates bf16 on the CPU,
-    up to a hundred times slower than fp32.)"""
-    import torch
-
-    if device.type == "cuda":
-        return bool(torch.cuda.is_bf16_supported())
-    if device.type == "cpu":
-        return _cpu_has_amx_bf16()
-    return False
-
-
-def _cpu_has_amx_bf16() -> bool:
-    """AMX-BF16 on this CPU, usable by this process: PyTorch's own probe where it
-    has one, else the Linux CPU flags."""
-    import torch
-
-    probe = getattr(torch._C._cpu, "_is_amx_tile_supported", None)
-    if probe is not None:
-        try:
-            return bool(probe())
-        except RuntimeError:
-            return False
-    try:
-        cpuinfo = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        return False
-    for line in cpuinfo.splitlines():
-        if line.startswith("flags"):
-            return "amx_bf16" in line.split(":", 1)[-1].split()
-    return False
-
-
-def _autocast_factory(device, precision: str):
-    """A context factory: autocast to bf16/fp16 where asked, nothing for fp32."""
-    import torch
-
-    if precision == "fp32":
-        return contextlib.nullcontext
-    if precision == "fp16" and device.type != "cuda":
-        raise SettingsError(
-            "`precision` fp16 needs a CUDA GPU; use bf16 on the CPU.", settings=["precision"]
-        )
-    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
-    return lambda: torch.autocast(device_type=device.type, dtype=dtype)

@@ -103,6 +103,9 @@ class GroundingResult:
     similarity: np.ndarray
     clip_embeddings: np.ndarray | None = None
     timeline: Timeline | None = None
+    #: The fingerprint of a many-video batch's request (:mod:`vgem.batch`), so that
+    #: a resumed batch keeps only the outputs made for the same request.
+    batch_request: str | None = None
 
     def __post_init__(self) -> None:
         count = len(self.times)
@@ -133,6 +136,7 @@ def to_json_dict(result: GroundingResult) -> dict[str, Any]:
         "settings": plain_json(result.settings),
         "queries": [_query_dict(query) for query in result.queries],
         **(_temporal_dict(result) if result.timeline is not None else {}),
+        **({"batch_request": result.batch_request} if result.batch_request else {}),
     }
 
 

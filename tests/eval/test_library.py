@@ -24,6 +24,7 @@ from tests.eval.test_spatiotemporal import (
 )
 from tests.planted import PlantedAdapter
 from vgem.cli import app
+from vgem.errors import VgemError
 from vgem.eval.engine import GrounderRecipe, GroundingJob, LocalExecutor
 from vgem.eval.tasks import RunContext, SpatialTask
 from vgem.grounder import Grounder
@@ -271,10 +272,10 @@ def test_no_module_imports_another_modules_private_names():
 def test_auto_precision_is_hashed_as_what_it_resolves_to(
     spatial_case, tmp_path, monkeypatch, amx, same_as
 ):
-    import vgem.grounder
+    import vgem.precision
 
     source, task, load_grounder, _ = spatial_case
-    monkeypatch.setattr(vgem.grounder, "_cpu_has_amx_bf16", lambda: amx)
+    monkeypatch.setattr(vgem.precision, "cpu_has_amx_bf16", lambda: amx)
 
     def settings_hash(precision: str) -> str:
         settings = Settings(depth=4, extractor="label", device="cpu", precision=precision)
@@ -285,3 +286,17 @@ def test_auto_precision_is_hashed_as_what_it_resolves_to(
         return result.document["settings_hash"]
 
     assert settings_hash("auto") == settings_hash(same_as)
+
+
+def test_an_unusable_default_run_directory_fails_before_the_model_loads(
+    spatial_case, tmp_path, monkeypatch
+):
+    source, task, _, _ = spatial_case
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "runs").write_text("a file where the default run folder would go\n")
+    with pytest.raises(VgemError, match="run_dir") as caught:
+        vgem.eval.run(
+            source, task=task, settings=Settings(depth=4, extractor="label"),
+            load_grounder=_refuse, limit=1,
+        )  # fmt: skip
+    assert "runs" in str(caught.value)

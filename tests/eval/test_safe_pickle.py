@@ -221,6 +221,17 @@ def _cost_of(load):
 
 _DUP_TUPLES = b")" + b"2\x86" * 26  # a tuple holding the same tuple twice, 26 levels: 2**26 leaves
 
+
+def _one_hash_keys(count: int) -> bytes:
+    """``count`` distinct integers that all hash to 0 (multiples of 2**61 - 1), pickled."""
+    return b"".join(
+        b"\x8a\x10" + (k * (2**61 - 1)).to_bytes(16, "little", signed=True)
+        for k in range(1, count + 1)
+    )
+
+
+_FLOOD = _one_hash_keys(20_000)  # as a plain dict: 2 * 10**8 probes, seconds of CPU
+
 HOSTILE = {
     # A memo slot 2**31 - 1: the C unpickler grows its memo array to that many entries.
     "huge memo index": b"\x80\x02]r\xff\xff\xff\x7f.",
@@ -239,6 +250,18 @@ HOSTILE = {
     "exponential tuple in a frozenset": b"\x80\x04(" + _DUP_TUPLES + b"\x91.",
     "exponential tuple through set()": (b"\x80\x02c__builtin__\nset\n]" + _DUP_TUPLES + b"a\x85R."),
     "exponential tuple, protocol 0 dict": b"(" + _DUP_TUPLES + b"Nd.",
+    # Hash flooding: distinct keys of one hash make each insertion probe past all earlier.
+    "keys of one hash, SETITEMS": b"\x80\x02}("
+    + b"".join(_FLOOD[i : i + 18] + b"N" for i in range(0, len(_FLOOD), 18))
+    + b"u.",
+    "keys of one hash, one SETITEM each": b"\x80\x02}"
+    + b"".join(_FLOOD[i : i + 18] + b"Ns" for i in range(0, len(_FLOOD), 18))
+    + b".",
+    "keys of one hash, protocol 0 dict": b"\x80\x02("
+    + b"".join(_FLOOD[i : i + 18] + b"N" for i in range(0, len(_FLOOD), 18))
+    + b"d.",
+    "keys of one hash in a set": b"\x80\x04\x8f(" + _FLOOD + b"\x90.",
+    "keys of one hash in a frozenset": b"\x80\x04(" + _FLOOD + b"\x91.",
     # ... and walking it costs as much: refused even when nothing hashes it.
     "exponential tuple returned": b"\x80\x02" + _DUP_TUPLES + b".",
     "exponential list returned": b"\x80\x04]"
@@ -283,6 +306,11 @@ def test_hostile_pickles_cost_little_memory_and_time(name):
         "lists nested 200000 deep",
         "tuple key nested 200000 deep",
         "a list that contains itself",
+        "keys of one hash, SETITEMS",
+        "keys of one hash, one SETITEM each",
+        "keys of one hash, protocol 0 dict",
+        "keys of one hash in a set",
+        "keys of one hash in a frozenset",
     ],
 )
 def test_hostile_pickles_are_refused(name):
@@ -351,3 +379,10 @@ def test_bytes_and_bytearrays_from_data_still_load():
     for protocol in (0, 2, 3, 5):
         values = [b"", b"ab", bytearray(b""), bytearray(b"\xff")]
         assert safe_loads(pickle.dumps(values, protocol)) == values
+
+
+def test_many_number_keys_of_distinct_hashes_still_load():
+    keys = {**{k: k for k in range(50_000)}, **{k + 0.5: None for k in range(1000)}}
+    table = {"frames": keys, "pairs": {(k, k + 1) for k in range(20_000)}}
+    for protocol in (0, 2, 4):
+        assert safe_loads(pickle.dumps(table, protocol=protocol)) == table

@@ -38,6 +38,7 @@ from vgem.eval.report import RESULTS_FILE, RunDescription, build_results, write_
 from vgem.eval.run_log import PredictionLog, fingerprint, run_identity
 from vgem.eval.tasks import Emit, Line, RunContext, SupportsGround, Task, WorkUnit, make_task
 from vgem.plain import plain_json, utc_timestamp
+from vgem.results import check_output
 
 if TYPE_CHECKING:
     from vgem.eval.samples import Sample, Selection
@@ -393,7 +394,7 @@ def run(
     selection = select(source, chosen, limit=limit, shuffle_seed=shuffle_seed)
     resolved = settings_for_backbone(backbone, settings)  # what the identity hashes
     if resolved.precision == "auto":  # bf16 moves points: hash what this machine runs
-        from vgem.grounder import resolve_precision
+        from vgem.precision import resolve_precision
 
         resolved = resolved.replace(precision=resolve_precision("auto", resolved.device))
     identity = run_identity(backbone, weights, resolved, source_fps)
@@ -402,6 +403,8 @@ def run(
     directory = Path(
         run_dir or default_run_dir(chosen.run_label(source.label), backbone, settings_hash)
     ).expanduser()
+    # its results file must be writable (the default folder too): say so before any model
+    check_output(directory / RESULTS_FILE, setting="run_dir", inputs=[source.manifest])
     description = RunDescription(
         dataset=source.dataset,
         manifest=None if source.manifest is None else str(source.manifest),

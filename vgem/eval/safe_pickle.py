@@ -43,6 +43,8 @@ not an array of 2**31), with these opcodes taken over:
   charged to a budget of work (a constant plus a multiple of the file's
   size): a tuple that holds the same tuple twice, 24 levels deep, is 55
   bytes on disk and 2**24 items to hash, and is refused before it is hashed;
+  so are the probes of keys that share a hash (numbers multiple of 2**61 - 1
+  all hash to 0: a dict of 20,000 of them would cost 2 * 10**8 probes);
 - ``BUILD`` sets the state of numpy stand-ins only, and ``INST``, ``OBJ``,
   ``NEWOBJ``, ``NEWOBJ_EX`` (which build objects of a named class) are refused.
 
@@ -155,6 +157,8 @@ class _PlainDataUnpickler(pickle._Unpickler):
         self._budget = budget
         self._data_size = budget.data_size
         self._key_sizes: dict[int, tuple[Any, int, int]] = {}
+        self._hash_counts: dict[int, dict[int, int]] = {}
+        self._counted: dict[int, Any] = {}
         self._globals: dict[tuple[str, str], Any] = {
             **_ALLOWED_GLOBALS,
             ("builtins", "set"): self._make_set,
@@ -180,11 +184,33 @@ class _PlainDataUnpickler(pickle._Unpickler):
 
     # -- hashing on a budget ---------------------------------------------------
 
-    def _charge_keys(self, keys: Any) -> None:
-        """Measure what hashing ``keys`` costs and charge it, before anything is hashed."""
+    def _charge_keys(self, keys: Any, container: Any = None) -> None:
+        """Measure what hashing ``keys`` costs and charge it, before anything is hashed;
+        then charge the probing that keys sharing a hash cost in ``container`` (the
+        dict or set they go into; None: a new one built from ``keys`` alone)."""
         for key in keys:
             size, _ = _size_and_depth(key, self._key_sizes, _tuple_parts, self._source)
             self._budget.charge(size)
+        self._charge_collisions(keys, container)
+
+    def _charge_collisions(self, keys: Any, container: Any) -> None:
+        """Hash flooding: numbers hash to themselves (``hash(k * (2**61 - 1)) == 0``), so
+        a file can hold thousands of distinct keys of one hash, and each insertion then
+        probes past all the earlier ones: quadratic work from a linear file. Each key
+        is charged as many items as keys of its hash already went into the container.
+        Strings and bytes are not counted: their hashes are salted per process."""
+        if container is None:
+            counts: dict[int, int] = {}
+        else:
+            counts = self._hash_counts.setdefault(id(container), {})
+            self._counted[id(container)] = container  # its id is not reused while counted
+        for key in keys:
+            if isinstance(key, (str, bytes)):
+                continue
+            value = hash(key)
+            earlier = counts.get(value, 0)
+            self._budget.charge(earlier)
+            counts[value] = earlier + 1
 
     def _make_set(self, items: Any = ()) -> set[Any]:
         elements = _sequence(items, "set")
@@ -208,13 +234,14 @@ class _PlainDataUnpickler(pickle._Unpickler):
     def _load_setitem(self) -> None:
         value = self.stack.pop()
         key = self.stack.pop()
-        self._charge_keys((key,))
-        self._target(dict)[key] = value
+        target = self._target(dict)
+        self._charge_keys((key,), target)
+        target[key] = value
 
     def _load_setitems(self) -> None:
         items = self.pop_mark()
-        self._charge_keys(items[0::2])
         target = self._target(dict)
+        self._charge_keys(items[0::2], target)
         for index in range(0, len(items) - 1, 2):
             target[items[index]] = items[index + 1]
 
@@ -225,8 +252,9 @@ class _PlainDataUnpickler(pickle._Unpickler):
 
     def _load_additems(self) -> None:
         items = self.pop_mark()
-        self._charge_keys(items)
-        self._target(set).update(items)
+        target = self._target(set)
+        self._charge_keys(items, target)
+        target.update(items)
 
     def _load_frozenset(self) -> None:
         items = self.pop_mark()
