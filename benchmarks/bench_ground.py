@@ -15,16 +15,19 @@ own subprocess so that its peak resident memory is its own. Printed:
 2. per backbone × precision × batch: seconds per grounded time, grounded
    times per second, model TFLOP per clip (counted from the architecture),
    achieved TFLOP/s and its fraction of the peak of that precision, peak RSS;
-3. a plain, unfused fp32 implementation of the same math (one clip at a time,
+3. where the time goes: per backbone and precision, the share of one grounded
+   time spent in decode, pre-processing, patch embedding, attention, MLP, the
+   GEM path, heads and post-processing (benchmarks/roofline.py);
+4. a plain, unfused fp32 implementation of the same math (one clip at a time,
    materialized attention; benchmarks/plain_gem.py) timed in alternation with
    vgem fp32 and bf16 (batch 1) in one process, medians of ``--rounds``, its
    maps compared with vgem's fp32 maps, and the speed-ups;
-4. bf16 fidelity over 20 random clips: mean Pearson r of the similarity maps
-   against fp32, and how often the final points agree;
-5. where the time goes: per backbone and precision, the share of one grounded
-   time spent in decode, pre-processing, patch embedding, attention, MLP, the
-   GEM path, heads and post-processing (benchmarks/roofline.py);
-6. memory on long inputs: peak RSS grounding a 30-second and a 10-minute 720p
+5. bf16 fidelity over 20 random clips: mean Pearson r of the similarity maps
+   against fp32, how often the final points agree, and how far the others moved;
+6. bf16 with the block weights lowered once (vgem's way) against autocast
+   alone, alternating in one process: seconds per grounded time, seconds spent
+   converting tensors (profiler), parameters' memory;
+7. memory on long inputs: peak RSS grounding a 30-second and a 10-minute 720p
    video at 1 fps with viclip-b16 (generated with ffmpeg's test source).
 """
 
@@ -328,12 +331,75 @@ def worker_parts(job: dict) -> dict:
     return part_shares(job["backbone"], job["precision"], Path(job["video"]))
 
 
+def worker_lowering(job: dict) -> dict:
+    """bf16 with the block weights lowered once against autocast alone, side by side.
+
+    Two adapters with the same weights; one Grounder lowers its blocks (vgem's
+    way), the other is kept on autocast alone. Per grounded time: the wall
+    time (alternating rounds, medians) and the time spent converting tensors
+    (PyTorch profiler: ``aten::_to_copy``/``aten::copy_`` self time), and the
+    parameters' memory.
+    """
+    import statistics
+
+    from torch.profiler import ProfilerActivity, profile
+
+    import vgem.grounder
+
+    lowered = vgem.grounder.Grounder(
+        adapter=build_adapter(job["backbone"]), extractor="label", precision="bf16"
+    )
+    prepare = vgem.grounder.prepare_blocks
+    vgem.grounder.prepare_blocks = lambda blocks, precision: None  # autocast alone
+    try:
+        autocast_only = vgem.grounder.Grounder(
+            adapter=build_adapter(job["backbone"]), extractor="label", precision="bf16"
+        )
+        clip = random_clips(lowered.adapter, 1, seed=1)
+        runs = {"lowered": lowered, "autocast": autocast_only}
+        for grounder in runs.values():
+            grounder.ground_pixels(clip, [QUERY])  # warm-up
+        seconds: dict[str, list[float]] = {name: [] for name in runs}
+        for _ in range(job["rounds"]):
+            for name, grounder in runs.items():
+                started = time.perf_counter()
+                grounder.ground_pixels(clip, [QUERY])
+                seconds[name].append(time.perf_counter() - started)
+        converting = {}
+        for name, grounder in runs.items():
+            with profile(activities=[ProfilerActivity.CPU]) as profiled:
+                grounder.ground_pixels(clip, [QUERY])
+            converting[name] = (
+                sum(
+                    event.self_cpu_time_total
+                    for event in profiled.key_averages()
+                    if event.key in ("aten::_to_copy", "aten::copy_")
+                )
+                / 1e6
+            )
+    finally:
+        vgem.grounder.prepare_blocks = prepare
+
+    def parameter_mib(grounder) -> float:
+        parameters = grounder.adapter.module.parameters()
+        return sum(p.numel() * p.element_size() for p in parameters) / 2**20
+
+    return {
+        **{f"{name}_seconds": statistics.median(values) for name, values in seconds.items()},
+        **{f"{name}_converting_seconds": value for name, value in converting.items()},
+        "lowered_parameter_mib": parameter_mib(lowered),
+        "autocast_parameter_mib": parameter_mib(autocast_only),
+        "rounds": job["rounds"],
+    }
+
+
 WORKERS = {
     "parts": worker_parts,
     "speed": worker_speed,
     "plain": worker_plain,
     "fidelity": worker_fidelity,
     "video": worker_video,
+    "lowering": worker_lowering,
 }
 
 
@@ -388,6 +454,12 @@ def main() -> None:
     parser.add_argument("--memory", action=argparse.BooleanOptionalAction, default=True)
     parser.add_argument("--plain", action=argparse.BooleanOptionalAction, default=True)
     parser.add_argument("--parts", action=argparse.BooleanOptionalAction, default=True)
+    parser.add_argument(
+        "--lowering",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="bf16 weights lowered once against autocast alone",
+    )
     parser.add_argument("--video-dir", default="/tmp/vgem-bench")
     parser.add_argument("--json", help="also write every figure to this JSON file")
     arguments = parser.parse_args()
@@ -486,6 +558,26 @@ def main() -> None:
                 backbone, f"{measured['mean_pearson']:.5f}", f"{measured['min_pearson']:.5f}",
                 f"{measured['points_agree']}/{measured['clips']}",
                 f"{measured['largest_move_px']:.1f}",
+            )  # fmt: skip
+
+    if "bf16" in precisions and arguments.lowering:
+        header(
+            "backbone", "bf16 s / time: lowered once", "autocast alone",
+            "converting, s / time: lowered", "autocast", "parameters MiB: lowered", "autocast",
+        )  # fmt: skip
+        report["lowering"] = []
+        for backbone in backbones:
+            measured = run_worker(
+                {"kind": "lowering", "backbone": backbone, "rounds": arguments.rounds}
+            )
+            report["lowering"].append({"backbone": backbone, **measured})
+            row(
+                backbone, f"{measured['lowered_seconds']:.3f}",
+                f"{measured['autocast_seconds']:.3f}",
+                f"{measured['lowered_converting_seconds']:.3f}",
+                f"{measured['autocast_converting_seconds']:.3f}",
+                f"{measured['lowered_parameter_mib']:.0f}",
+                f"{measured['autocast_parameter_mib']:.0f}",
             )  # fmt: skip
 
     if arguments.memory:

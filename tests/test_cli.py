@@ -160,6 +160,22 @@ def test_ground_prints_json_to_stdout(cli, video):
     assert document["queries"][0]["times"][0]["frame"] == 2
 
 
+@pytest.mark.parametrize("amx", [True, False])
+def test_bf16_where_it_is_emulated_is_said_once_on_stderr_and_in_the_json(
+    cli, video, monkeypatch, amx
+):
+    monkeypatch.setattr("vgem.precision.cpu_has_amx_bf16", lambda: amx)
+    completed = cli("ground", video, "cut onion", "stir soup", *PLANTED, "--precision", "bf16")
+    assert completed.exit_code == 0, completed.output
+    said = [line for line in completed.stderr.splitlines() if "no AMX-BF16" in line]
+    assert len(said) == (0 if amx else 1)
+    assert not said or said[0].startswith("warning: bf16 was asked for")
+    document = json.loads(completed.stdout)
+    assert document["settings"]["precision"] == "bf16"
+    for query in document["queries"]:
+        assert any("no AMX-BF16" in warning for warning in query["warnings"]) is not amx
+
+
 @pytest.mark.parametrize("words", [1, 10, 200])
 def test_queries_of_any_length_are_grounded(cli, video, words):
     query = " ".join(

@@ -197,6 +197,8 @@ def ground(
             grounder = Grounder(
                 method.backbone, method.weights, settings=settings, nlp_dir=method.cache_dir
             )
+            for warning in grounder.warnings:  # the run's own (each query's are in the JSON)
+                stderr.print(f"warning: {warning}", soft_wrap=True, markup=False)
             with progress_bar("grounding", quiet) as report:
                 result = grounder.ground(
                     info, queries, at=times, progress=report, temporal=temporal_settings
