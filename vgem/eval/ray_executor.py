@@ -147,6 +147,40 @@ class _Slot:
     died: str | None = None
 
 
+#: Ray's own default ports: a cluster's GCS, and the Ray Client server (``ray://``).
+DEFAULT_GCS_PORT = 6379
+DEFAULT_CLIENT_PORT = 10001
+
+
+def _check_reachable(address: str, timeout: float = 5.0) -> None:
+    """Refuse at once an address where nothing answers (a typo, a stopped cluster)."""
+    from vgem.errors import os_error_text
+
+    client = address.startswith("ray://")
+    where = address.removeprefix("ray://").split("/", 1)[0]
+    host, separator, port_text = where.rpartition(":")
+    if not separator:
+        host, port_text = where, ""
+    try:
+        port = (
+            int(port_text) if port_text else (DEFAULT_CLIENT_PORT if client else DEFAULT_GCS_PORT)
+        )
+    except ValueError:
+        raise SettingsError(
+            f"`ray_address` {address} is not an address: give auto, host:port or ray://host:port.",
+            settings=("ray_address",),
+        ) from None
+    try:
+        with socket.create_connection((host.strip("[]"), port), timeout=timeout):
+            pass
+    except OSError as error:
+        raise SettingsError(
+            f"Cannot join the Ray cluster at `ray_address` {address}: nothing answers at "
+            f"{host}:{port} ({os_error_text(error)}).",
+            settings=("ray_address",),
+        ) from None
+
+
 class RayExecutor:
     """Ground the work units on ``workers`` Ray actors (see the module's docstring).
 
@@ -272,11 +306,20 @@ class RayExecutor:
                 num_cpus=max(1, math.ceil(self.workers * self.cpus_per_worker)),
                 object_store_memory=LOCAL_OBJECT_STORE_BYTES,
             )
+        if self.address not in (None, "auto"):
+            _check_reachable(self.address)  # Ray itself would retry a dead address for minutes
         try:
             ray.init(address=self.address, **options)
         except ConnectionError as error:
+            hint = ""
+            if self.address not in (None, "auto") and "RAY_AUTH_MODE" not in os.environ:
+                hint = (
+                    " If the cluster uses token authentication, set RAY_AUTH_MODE=token and "
+                    "give its token in RAY_AUTH_TOKEN or ~/.ray/auth_token (Ray sends it to "
+                    "an explicit address only when asked)."
+                )
             raise SettingsError(
-                f"Cannot join the Ray cluster at `ray_address` {self.address}: {error}",
+                f"Cannot join the Ray cluster at `ray_address` {self.address}: {error}.{hint}",
                 settings=("ray_address",),
             ) from None
         if self._started_instance and self.gpus_per_worker:
