@@ -103,6 +103,16 @@ def test_an_adapter_lowered_to_bf16_is_refused_for_fp32():
     assert list(caught.value.settings) == ["precision"]
 
 
+def test_an_fp32_grounder_whose_adapter_a_bf16_one_lowered_later_says_so():
+    adapter = tiny_openclip_adapter(32)
+    fp32 = _grounder(adapter, precision="fp32")
+    clips = _clips(adapter, 1)
+    fp32.ground_pixels(clips, QUERIES)
+    _grounder(adapter, precision="bf16")
+    with pytest.raises(SettingsError, match=r"bfloat16.*load it again"):
+        fp32.ground_pixels(clips, QUERIES)
+
+
 @pytest.mark.parametrize("amx", [True, False])
 def test_bf16_where_it_is_emulated_says_so_in_every_querys_warnings(monkeypatch, amx):
     monkeypatch.setattr(precision_module, "cpu_has_amx_bf16", lambda: amx)

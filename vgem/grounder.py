@@ -20,6 +20,7 @@ from vgem.errors import InputError
 from vgem.precision import (
     autocast_factory,
     prepare_blocks,
+    refuse_lowered,
     resolve_device,
     resolve_precision,
     slow_precision_warning,
@@ -145,7 +146,7 @@ class Grounder:
         self.settings = chosen.for_adapter(self.adapter, defaults)
         self.adapter.to(self.device)
         self.adapter.module.eval()
-        prepare_blocks(self.adapter.blocks, chosen.precision)
+        self._block_weights = prepare_blocks(self.adapter.blocks, chosen.precision)
         self._text_cache: dict[str, torch.Tensor] = {}
 
     @property
@@ -413,8 +414,8 @@ class Grounder:
 
         from vgem.gem import gem_forward
 
-        # the blocks' weights in this precision's format (another Grounder may share them)
-        prepare_blocks(self.adapter.blocks, self.settings.precision)
+        if self.settings.precision == "fp32":  # a bf16 Grounder may share and lower them
+            refuse_lowered(self._block_weights)
         with torch.inference_mode(), self._autocast():
             gem_pass = gem_forward(
                 self.adapter, pixels, self.settings, self.adapter.preprocessing.target_index

@@ -113,15 +113,23 @@ def autocast_factory(device: torch.device, precision: str) -> Callable[[], Any]:
     return lambda: torch.autocast(device_type=device.type, dtype=dtype)
 
 
-def prepare_blocks(blocks: Sequence[Block], precision: str) -> None:
+def prepare_blocks(blocks: Sequence[Block], precision: str) -> list[torch.Tensor]:
     """Ready the blocks' weights for ``precision``: lowered once for bf16/fp16
-    (:func:`lower_block_weights`); for fp32, refuse weights an earlier lowering left."""
+    (:func:`lower_block_weights`); for fp32, refuse weights an earlier lowering
+    left (:func:`refuse_lowered`). Returns the weight tensors, for later checks."""
+    weights = list(_matmul_weights(blocks))
     if precision in REDUCED:
         import torch
 
         lower_block_weights(blocks, getattr(torch, REDUCED[precision]))
-        return
-    lowered = {str(tensor.dtype).removeprefix("torch.") for tensor in _matmul_weights(blocks)}
+    else:
+        refuse_lowered(weights)
+    return weights
+
+
+def refuse_lowered(weights: Sequence[torch.Tensor]) -> None:
+    """An fp32 run cannot use block weights a bf16/fp16 Grounder lowered in place."""
+    lowered = {str(tensor.dtype).removeprefix("torch.") for tensor in weights}
     lowered -= {"float32", "float64"}
     if lowered:
         raise SettingsError(
