@@ -86,10 +86,11 @@ def matmul_peak(
 
 def describe_peak(name: str, peak: dict[str, Any]) -> str:
     shapes = ", ".join(
-        f"{size}²: " + ("skipped (probe: too slow)" if value is None else f"{value:.3f}")
+        f"{size}²: " + ("skipped (probe: too slow)" if value is None else f"{value:.3g}")
         for size, value in peak["shapes"].items()
     )
-    return f"{name} peak {peak['tflops']:.3f} TFLOP/s ({peak['shape']}²); per shape: {shapes}"
+    # three significant digits: an emulated dtype's peak is a thousandth of a TFLOP/s
+    return f"{name} peak {peak['tflops']:.3g} TFLOP/s ({peak['shape']}²); per shape: {shapes}"
 
 
 # --------------------------------------------------------------------------- parts
