@@ -4,10 +4,9 @@
 from __future__ import annotations
 
 import copy
-from dataclasses import replace
 
 import torch
-from tests.test_hf_adapter import adapter_for
+from vgem_transformers.adapter import HfClipAdapter
 
 from vgem.grounder import Grounder
 
@@ -16,11 +15,13 @@ def test_bf16_grounding_follows_fp32(tiny):
     clips = torch.randn(2, 1, 3, 64, 64, generator=torch.Generator().manual_seed(4))
     grounders = {}
     for precision in ("fp32", "bf16"):
-        twins = replace(tiny, hf=copy.deepcopy(tiny.hf))  # bf16 lowers its model: one each
+        model = copy.deepcopy(tiny.hf)  # bf16 lowers its model's weights: one model each
+        adapter = HfClipAdapter(
+            model, tiny.tokenizer, name="hf-tiny", weights_source="random", input_size=64
+        )
         grounders[precision] = Grounder(
-            adapter=adapter_for(twins, 64), extractor="label", depth=2, dynamic_layers=2,
-            precision=precision,
-        )  # fmt: skip
+            adapter=adapter, extractor="label", depth=2, dynamic_layers=2, precision=precision
+        )
     block = grounders["bf16"].adapter.blocks[0]
     assert block.mlp.fc1.weight.dtype == torch.bfloat16
     assert grounders["fp32"].adapter.blocks[0].mlp.fc1.weight.dtype == torch.float32
