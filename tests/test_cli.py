@@ -175,6 +175,10 @@ def test_bf16_where_it_is_emulated_is_said_once_on_stderr_and_in_the_json(
     for query in document["queries"]:
         assert any("no AMX-BF16" in warning for warning in query["warnings"]) is not amx
 
+    many = cli("ground", video, "cut onion", *PLANTED, "--precision", "bf16", "--out-dir", "out")
+    assert many.exit_code == 0, many.output
+    assert sum("no AMX-BF16" in line for line in many.stderr.splitlines()) == (0 if amx else 1)
+
 
 @pytest.mark.parametrize("words", [1, 10, 200])
 def test_queries_of_any_length_are_grounded(cli, video, words):

@@ -394,3 +394,20 @@ def test_user_errors_are_one_line(invoke, arguments, fragment):
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
     assert fragment in lines[0]
+
+
+@pytest.mark.parametrize(("executor", "said"), [("local", True), ("ray", False)])
+def test_bf16_where_this_cpu_emulates_it_is_said_for_local_runs(
+    invoke, tmp_path, monkeypatch, executor, said
+):
+    monkeypatch.setattr("vgem.precision.cpu_has_amx_bf16", lambda: False)
+    monkeypatch.setattr("vgem.eval.engine.make_executor", lambda *args, **kwargs: None)
+    manifest = _write_manifest(
+        tmp_path / "data" / "manifest.jsonl", _planted_dataset(tmp_path / "data", videos=1)
+    )
+    result = invoke(
+        "eval", "--manifest", manifest, *PLANTED, "--precision", "bf16", "--run-dir", "run",
+        "--executor", executor,
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert ("warning: bf16 was asked for" in result.stderr) is said

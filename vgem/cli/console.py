@@ -28,6 +28,7 @@ from rich.text import Text
 
 if TYPE_CHECKING:
     from vgem.errors import VgemError
+    from vgem.settings import Settings
 
 stderr = Console(stderr=True, highlight=False)
 
@@ -64,6 +65,19 @@ def one_line(message: str) -> str:
         f"\\x{ord(character):02x}" if unicodedata.category(character) == "Cc" else character
         for character in joined
     )
+
+
+def warn_about_settings(settings: Settings, *, on_this_machine: bool = True) -> None:
+    """Say before any model loads what the settings will cost that a user may not
+    expect: bf16 where this machine emulates it. ``on_this_machine``: False when
+    the work runs elsewhere (Ray workers), where this machine's CPU says nothing."""
+    if not on_this_machine:
+        return
+    from vgem.precision import resolve_device, slow_precision_warning
+
+    warning = slow_precision_warning(settings.precision, resolve_device(settings.device))
+    if warning:
+        stderr.print(f"warning: {warning}", soft_wrap=True, markup=False)
 
 
 def print_error(message: str, label: str = "error:") -> None:

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 import vgem.eval
-from vgem.cli.console import stderr, user_errors
+from vgem.cli.console import stderr, user_errors, warn_about_settings
 from vgem.cli.options import (
     QUIET,
     VERBOSE,
@@ -213,6 +213,7 @@ def eval_command(
         chosen_executor = None
         if export_manifest is None:
             chosen_executor = scale.make()
+            warn_about_settings(settings, on_this_machine=scale.executor == "local")
         if export_manifest is not None:  # a bad output fails before the annotations are read
             check_output(export_manifest, setting="export_manifest", inputs=[manifest])
         source = _open(dataset, manifest, root, whole_videos=chosen_task.whole_video)

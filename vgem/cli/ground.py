@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from vgem.cli.console import print_error, stderr, user_errors
+from vgem.cli.console import print_error, stderr, user_errors, warn_about_settings
 from vgem.cli.options import (
     QUIET,
     VERBOSE,
@@ -147,6 +147,7 @@ def ground(
         _check_queries(queries)
         settings = method.settings()
         temporal_settings = when.settings() if temporal else None
+        warn_about_settings(settings, on_this_machine=scale.executor == "local")
         if out_dir is not None:
             if json_path is not None or heatmaps is not None or video_out is not None:
                 raise SettingsError(
@@ -197,8 +198,6 @@ def ground(
             grounder = Grounder(
                 method.backbone, method.weights, settings=settings, nlp_dir=method.cache_dir
             )
-            for warning in grounder.warnings:  # the run's own (each query's are in the JSON)
-                stderr.print(f"warning: {warning}", soft_wrap=True, markup=False)
             with progress_bar("grounding", quiet) as report:
                 result = grounder.ground(
                     info, queries, at=times, progress=report, temporal=temporal_settings
