@@ -10,6 +10,9 @@ import pytest
 
 from tests.tiny_models import tiny_openclip_adapter
 
+#: The Ray tests' site of test backbones and Ray instance (``backbone_site``, ``ray_instance``).
+pytest_plugins = ("tests.ray_site",)
+
 
 @pytest.fixture
 def tiny_adapter():

@@ -1,27 +1,19 @@
 """``vgem ground --out-dir``: many videos, one JSON each, resumable, locally or on Ray.
 
-The test backbones are the ones of tests/eval/test_ray_executor.py, installed
-once for the module in a site folder that this process and the Ray workers
-both see (the workers through PYTHONPATH), so that a worker can be made to
-die in the middle of a video (a marker file in the folder VGEM_TEST_DEATHS
-names, set for the Ray workers only). One small Ray instance (2 CPUs, no
-dashboard) serves the Ray tests, which are skipped when Ray is not installed.
+The test backbones and the small Ray instance (2 CPUs, no dashboard) are
+those of tests/ray_site.py: a worker can be made to die in the middle of a
+video. The Ray tests are skipped when Ray is not installed.
 """
 
 from __future__ import annotations
 
 import json
-import logging
-import os
-import sys
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 from typer.testing import CliRunner
 
-from tests.conftest import PluginSite
-from tests.eval.test_ray_executor import DEATHS_VARIABLE, TEST_BACKBONES
 from tests.planted import planted_frame
 from tests.synth import truncate_file, write_video
 from vgem.batch import BATCH_RECORD, BatchVideo, find_videos, ground_videos
@@ -29,62 +21,14 @@ from vgem.cli import app
 from vgem.errors import InputError
 from vgem.settings import Settings
 
-REPOSITORY = Path(__file__).resolve().parents[1]
 PLANTED = ("--backbone", "planted", "--depth", "4", "--extractor", "label", "--quiet")
 PLANTED_SETTINGS = Settings(depth=4, extractor="label")
 QUERIES = ("cut onion", "stir soup")
 SOME_FAILED = 3
 
 
-@pytest.fixture(scope="module")
-def site(tmp_path_factory):
-    """The test backbones, installed in a site folder on this process's path."""
-    root = tmp_path_factory.mktemp("site")
-    with pytest.MonkeyPatch.context() as patch:
-        patch.syspath_prepend(str(root))
-        PluginSite(root).install(
-            "vgem-ray-test-backbones",
-            {"vgem.backbones": {"planted": "vgem_ray_test_backbones:PLANTED"}},
-            TEST_BACKBONES,
-        )
-        yield root
-    from vgem import plugins
-
-    sys.modules.pop("vgem_ray_test_backbones", None)
-    plugins.refresh()
-
-
-@pytest.fixture(scope="module")
-def ray_instance(site, tmp_path_factory):
-    """A small local Ray instance whose workers see the test backbones."""
-    ray = pytest.importorskip("ray")
-    deaths = tmp_path_factory.mktemp("deaths")
-    ray.init(
-        num_cpus=2,
-        include_dashboard=False,
-        object_store_memory=80 * 1024**2,
-        logging_level=logging.WARNING,
-        runtime_env={
-            "env_vars": {
-                "PYTHONPATH": os.pathsep.join([str(site), str(REPOSITORY)]),
-                DEATHS_VARIABLE: str(deaths),
-            }
-        },
-    )
-    yield SimpleNamespace(ray=ray, deaths=deaths)
-    ray.shutdown()
-
-
 @pytest.fixture
-def deaths(ray_instance):
-    """The folder of death markers, emptied after the test."""
-    yield ray_instance.deaths
-    for marker in ray_instance.deaths.iterdir():
-        marker.unlink()
-
-
-@pytest.fixture
-def cli(site, tmp_path, monkeypatch):
+def cli(backbone_site, tmp_path, monkeypatch):
     """``vgem ARGS`` in this process, in ``tmp_path``."""
     monkeypatch.chdir(tmp_path)
 
@@ -246,7 +190,7 @@ def test_a_bad_video_is_reported_and_skipped_and_the_exit_code_says_so(cli, vide
     assert record["request"]["settings"]["depth"] == 4
 
 
-def test_a_video_named_like_the_batch_record_is_refused(site, videos, tmp_path):
+def test_a_video_named_like_the_batch_record_is_refused(backbone_site, videos, tmp_path):
     _tiny_video(videos.folder / "vgem-batch.mp4", 1, 1)
     with pytest.raises(InputError, match=r"vgem-batch\.json"):
         ground_videos(
@@ -256,7 +200,7 @@ def test_a_video_named_like_the_batch_record_is_refused(site, videos, tmp_path):
     assert not (tmp_path / "out").exists()
 
 
-def test_a_missing_listed_video_fails_alone(site, videos, tmp_path):
+def test_a_missing_listed_video_fails_alone(backbone_site, videos, tmp_path):
     listed = tmp_path / "list.txt"
     listed.write_text(f"{videos.paths[0]}\n{tmp_path / 'gone.mp4'}\n")
     summary = ground_videos(
@@ -267,7 +211,7 @@ def test_a_missing_listed_video_fails_alone(site, videos, tmp_path):
     assert gone.id == "gone" and "not found" in (gone.error or "")
 
 
-def test_ctrl_c_keeps_the_videos_done_and_a_rerun_finishes(site, videos, tmp_path):
+def test_ctrl_c_keeps_the_videos_done_and_a_rerun_finishes(backbone_site, videos, tmp_path):
     def interrupt(outcome):
         raise KeyboardInterrupt
 
@@ -287,13 +231,13 @@ def test_ctrl_c_keeps_the_videos_done_and_a_rerun_finishes(site, videos, tmp_pat
 # --------------------------------------------------------------------------- the forms
 
 
-def test_the_output_folder_inside_the_source_is_not_searched(site, videos, tmp_path):
+def test_the_output_folder_inside_the_source_is_not_searched(backbone_site, videos, tmp_path):
     _tiny_video(videos.folder / "out" / "old.mp4", 1, 1)
     found = find_videos(videos.folder, exclude=[videos.folder / "out"])
     assert [video.id for video in found] == videos.ids
 
 
-def test_a_folder_of_frames_is_one_video(site, tmp_path):
+def test_a_folder_of_frames_is_one_video(backbone_site, tmp_path):
     from tests.synth import write_frame_folder
 
     write_frame_folder(tmp_path / "frames", 3)
@@ -307,7 +251,7 @@ def test_a_folder_of_frames_is_one_video(site, tmp_path):
     ]
 
 
-def test_two_videos_that_would_share_outputs_are_refused(site, tmp_path):
+def test_two_videos_that_would_share_outputs_are_refused(backbone_site, tmp_path):
     from vgem.errors import InputError
 
     _tiny_video(tmp_path / "v" / "a.mp4", 1, 1)
@@ -383,7 +327,7 @@ def test_a_ray_batch_equals_the_local_batch(cli, ray_instance, videos, tmp_path)
     assert _documents(tmp_path / "ray") == _documents(tmp_path / "local")
 
 
-def test_a_worker_killed_mid_batch_leaves_every_json_once(site, deaths, videos, tmp_path):
+def test_a_worker_killed_mid_batch_leaves_every_json_once(backbone_site, deaths, videos, tmp_path):
     from vgem.eval.ray_executor import RayExecutor
 
     (deaths / "once").touch()
@@ -403,7 +347,7 @@ def test_a_worker_killed_mid_batch_leaves_every_json_once(site, deaths, videos, 
     assert len(local.succeeded) == 4
 
 
-def test_ground_videos_takes_a_list_of_paths(site, videos, tmp_path):
+def test_ground_videos_takes_a_list_of_paths(backbone_site, videos, tmp_path):
     summary = ground_videos(
         videos.paths[:2], ["cut onion"], tmp_path / "out", backbone="planted",
         settings=PLANTED_SETTINGS,

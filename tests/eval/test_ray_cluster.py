@@ -1,6 +1,7 @@
 """Joining a Ray cluster that is already running, as a user's ``ray start`` makes one.
 
-A head node is started with ``ray start --head --block`` in its own process
+The test backbones are tests/ray_site.py's. A head node is started with
+``ray start --head --block`` in its own process
 group (stopping that group stops this cluster alone, unlike ``ray stop``,
 which would end every Ray process on the machine), with the test backbones on
 its PYTHONPATH the way an installed plugin is on a cluster's nodes. ``vgem``
@@ -26,8 +27,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from tests.eval.test_ray_executor import REPOSITORY, site  # noqa: F401 (a fixture)
 from tests.planted import planted_frame
+from tests.ray_site import REPOSITORY
 from tests.synth import write_video
 
 pytest.importorskip("ray")
@@ -52,7 +53,7 @@ def _environment(site_root: Path, **extra: str) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def cluster(site):  # noqa: F811 (the fixture imported above)
+def cluster(backbone_site):
     """A running one-node Ray cluster (2 CPUs) that asks for a token, as a secured
     cluster does: its ``address`` and the ``auth`` environment that joins it."""
     port = _free_port()
@@ -65,7 +66,7 @@ def cluster(site):  # noqa: F811 (the fixture imported above)
             f"--port={port}", "--num-cpus=2", "--include-dashboard=false",
             "--disable-usage-stats", f"--temp-dir={temporary}",
         ],
-        env=_environment(site, **auth),
+        env=_environment(backbone_site, **auth),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         start_new_session=True,
@@ -106,17 +107,19 @@ def _vgem(
 
 def test_a_batch_joins_a_running_cluster_and_equals_a_local_batch(
     cluster,
-    site,  # noqa: F811
+    backbone_site,
     tmp_path,
 ):
     (tmp_path / "videos").mkdir()
     for name, (row, column) in {"a": (1, 2), "b": (3, 5), "c": (6, 0)}.items():
         frames = [planted_frame(96, 64, row, column), planted_frame(96, 64, column, row)] * 2
         write_video(tmp_path / "videos" / f"{name}.mp4", frames, size=(96, 64), fps=2)
-    local = _vgem(site, tmp_path, "ground", "videos", "cut onion", *PLANTED, "--out-dir", "local")
+    local = _vgem(
+        backbone_site, tmp_path, "ground", "videos", "cut onion", *PLANTED, "--out-dir", "local"
+    )
     assert local.returncode == 0, local.stderr
     joined = _vgem(
-        site, tmp_path, "ground", "videos", "cut onion", *PLANTED, "--out-dir", "cluster",
+        backbone_site, tmp_path, "ground", "videos", "cut onion", *PLANTED, "--out-dir", "cluster",
         "--executor", "ray", "--ray-address", cluster.address, "--workers", "2",
         auth=cluster.auth,
     )  # fmt: skip
@@ -152,11 +155,11 @@ def _one_video(tmp_path: Path) -> None:
     write_video(tmp_path / "videos" / "a.mp4", frames, size=(96, 64), fps=2)
 
 
-def test_an_address_where_no_cluster_runs_is_refused_at_once(site, tmp_path):  # noqa: F811
+def test_an_address_where_no_cluster_runs_is_refused_at_once(backbone_site, tmp_path):
     _one_video(tmp_path)
     started = time.monotonic()
     refused = _vgem(
-        site, tmp_path, "ground", "videos", "cut onion", *PLANTED, "--out-dir", "out",
+        backbone_site, tmp_path, "ground", "videos", "cut onion", *PLANTED, "--out-dir", "out",
         "--executor", "ray", "--ray-address", f"127.0.0.1:{_free_port()}",
     )  # fmt: skip
     assert time.monotonic() - started < 60  # Ray alone retries such an address for minutes
@@ -166,12 +169,12 @@ def test_an_address_where_no_cluster_runs_is_refused_at_once(site, tmp_path):  #
 
 def test_joining_a_cluster_that_asks_for_a_token_without_one_says_how(
     cluster,
-    site,  # noqa: F811
+    backbone_site,
     tmp_path,
 ):
     _one_video(tmp_path)
     refused = _vgem(
-        site, tmp_path, "ground", "videos", "cut onion", *PLANTED, "--out-dir", "out",
+        backbone_site, tmp_path, "ground", "videos", "cut onion", *PLANTED, "--out-dir", "out",
         "--executor", "ray", "--ray-address", cluster.address,
     )  # fmt: skip
     line = _one_line_error(refused)

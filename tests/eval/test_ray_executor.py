@@ -2,19 +2,14 @@
 driver interrupted and resumed, and Ray kept out of the local path.
 
 One small local Ray instance serves the module (2 CPUs, no dashboard, a small
-object store). Its workers find the test backbones the way a user's cluster
-finds an installed plugin: a site folder of fake distributions on their
-PYTHONPATH. The planted backbone dies on request: with a marker file in the
-folder named by VGEM_TEST_DEATHS (set for the Ray workers only), a worker
-process ends itself with ``os._exit`` in the middle of a video, like a process
-killed by the OOM killer. Tests that need Ray are skipped when it is not
+object store); it and the test backbones, which die on request, are the
+fixtures of tests/ray_site.py. Tests that need Ray are skipped when it is not
 installed; the two that check the local path and the missing extra always run.
 """
 
 from __future__ import annotations
 
 import json
-import logging
 import os
 import subprocess
 import sys
@@ -26,7 +21,6 @@ import pytest
 from typer.testing import CliRunner
 
 import vgem.eval
-from tests.conftest import PluginSite
 from tests.eval.test_eval_command import _planted_dataset, _write_manifest
 from tests.eval.test_spatiotemporal import (
     PERFECT_BOXES,
@@ -35,112 +29,12 @@ from tests.eval.test_spatiotemporal import (
     _gyt_release,
     _planted_video,
 )
+from tests.ray_site import REPOSITORY
 from vgem.cli import app
 from vgem.settings import Settings
 
-REPOSITORY = Path(__file__).resolve().parents[2]
 FIGURES = ("complete", "overall", "datasets", "errors", "problems", "selection")
-DEATHS_VARIABLE = "VGEM_TEST_DEATHS"
-
-TEST_BACKBONES = {
-    "vgem_ray_test_backbones": """
-        import os
-        from pathlib import Path
-
-        from tests.eval.test_spatiotemporal import PointingColourAdapter
-        from tests.planted import PlantedAdapter
-        from vgem.backbones.base import BackboneSpec
-
-        CLIPS = 0
-
-
-        def maybe_die():
-            '''End this process when a marker file asks for it: "once" (on its second
-            clip, the first worker to get there) or "always" (on every clip).'''
-            global CLIPS
-            CLIPS += 1
-            folder = os.environ.get("VGEM_TEST_DEATHS")
-            if not folder:
-                return
-            if (Path(folder) / "always").exists():
-                os._exit(1)
-            if CLIPS == 2 and (Path(folder) / "once").exists():
-                try:
-                    os.close(os.open(Path(folder) / "died", os.O_CREAT | os.O_EXCL))
-                except FileExistsError:
-                    return
-                os._exit(1)
-
-
-        class MortalPlantedAdapter(PlantedAdapter):
-            def embed(self, clip):
-                maybe_die()
-                return super().embed(clip)
-
-
-        PLANTED = BackboneSpec(
-            summary="planted heatmaps; dies on request (tests)",
-            load=lambda variant, weights: MortalPlantedAdapter(),
-        )
-        COLOURS = BackboneSpec(
-            summary="colour-planted relevance and points (tests)",
-            load=lambda variant, weights: PointingColourAdapter(),
-        )
-    """
-}
 PLANTED_SETTINGS = Settings(depth=4, extractor="label")
-
-
-@pytest.fixture(scope="module")
-def site(tmp_path_factory):
-    """The test backbones, installed in a site folder on this process's path."""
-    root = tmp_path_factory.mktemp("site")
-    with pytest.MonkeyPatch.context() as patch:
-        patch.syspath_prepend(str(root))
-        PluginSite(root).install(
-            "vgem-ray-test-backbones",
-            {
-                "vgem.backbones": {
-                    "planted": "vgem_ray_test_backbones:PLANTED",
-                    "colours": "vgem_ray_test_backbones:COLOURS",
-                }
-            },
-            TEST_BACKBONES,
-        )
-        yield root
-    from vgem import plugins
-
-    sys.modules.pop("vgem_ray_test_backbones", None)
-    plugins.refresh()
-
-
-@pytest.fixture(scope="module")
-def ray_instance(site, tmp_path_factory):
-    """A small local Ray instance whose workers see the test backbones."""
-    ray = pytest.importorskip("ray")
-    deaths = tmp_path_factory.mktemp("deaths")
-    ray.init(
-        num_cpus=2,
-        include_dashboard=False,
-        object_store_memory=80 * 1024**2,
-        logging_level=logging.WARNING,
-        runtime_env={
-            "env_vars": {
-                "PYTHONPATH": os.pathsep.join([str(site), str(REPOSITORY)]),
-                DEATHS_VARIABLE: str(deaths),
-            }
-        },
-    )
-    yield SimpleNamespace(ray=ray, deaths=deaths)
-    ray.shutdown()
-
-
-@pytest.fixture
-def deaths(ray_instance):
-    """The folder of death markers, emptied after the test."""
-    yield ray_instance.deaths
-    for marker in ray_instance.deaths.iterdir():
-        marker.unlink()
 
 
 @pytest.fixture
@@ -332,7 +226,7 @@ def test_without_ray_the_ray_executor_says_how_to_install_it(tmp_path, monkeypat
     assert len(result.output.strip().splitlines()) == 1
 
 
-def test_the_local_path_does_not_import_ray(site, tmp_path):
+def test_the_local_path_does_not_import_ray(backbone_site, tmp_path):
     records = _planted_dataset(tmp_path / "frames", videos=1)
     manifest = _write_manifest(tmp_path / "frames" / "manifest.jsonl", records)
     code = (
@@ -346,7 +240,7 @@ def test_the_local_path_does_not_import_ray(site, tmp_path):
     )
     environment = {
         **os.environ,
-        "PYTHONPATH": os.pathsep.join([str(site), str(REPOSITORY)]),
+        "PYTHONPATH": os.pathsep.join([str(backbone_site), str(REPOSITORY)]),
         "HF_HUB_OFFLINE": "1",
     }
     output = subprocess.run(

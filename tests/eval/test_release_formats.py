@@ -27,17 +27,9 @@ from vgem.eval.datasets.yc import YOUCOOK_INTERACTIONS
 from vgem.eval.samples import DataNote, ManifestProblem, Sample, select_samples
 
 from .py2_pickle import dumps_py2
+from .test_dataset_adapters import _write
 
 ADAPTERS = [GROUNDING_YOUTUBE, YOUCOOK_INTERACTIONS, DALY, VHICO]
-
-
-def _write(path: Path, data: bytes | str) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if isinstance(data, bytes):
-        path.write_bytes(data)
-    else:
-        path.write_text(data, encoding="utf-8")
-    return path
 
 
 def _samples(items) -> list[Sample]:
