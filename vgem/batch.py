@@ -343,7 +343,7 @@ class BatchGrounding:
     queries: tuple[str, ...]
     out_dir: Path
     #: The fingerprint of the request (:func:`batch_request`), written into each JSON.
-    request: str = ""
+    request: str
     fps: float | None = None
     at: tuple[float, ...] | None = None
     every_frame: bool = False
@@ -372,7 +372,7 @@ class BatchGrounding:
             return False
         if not isinstance(document, dict) or document.get("schema") != SCHEMA:
             return False
-        if not self.request or document.get("batch_request") != self.request:
+        if document.get("batch_request") != self.request:
             return False
         return all(path.is_file() for kind, path in paths.items() if kind != "json")
 
@@ -638,14 +638,13 @@ def ground_videos(
         interrupted,
         execution() if callable(execution) and units else {"executor": "none: nothing to do"},
     )
-    write_batch_record(summary, request)
+    write_batch_record(summary, {"fingerprint": work.request, **request})
     return summary
 
 
 def write_batch_record(summary: BatchSummary, request: dict[str, Any]) -> Path:
     """``vgem-batch.json`` in the output folder: the request, the counts, each failed
     video with its reason, and the execution (replaced whole by each call)."""
-    from vgem.eval.run_log import fingerprint
     from vgem.plain import plain_json, utc_timestamp
     from vgem.results import atomic_write, json_text
 
@@ -653,7 +652,7 @@ def write_batch_record(summary: BatchSummary, request: dict[str, Any]) -> Path:
         "schema": "vgem.batch/1",
         "finished": utc_timestamp(),
         "interrupted": summary.interrupted,
-        "request": {"fingerprint": fingerprint(request), **request},
+        "request": request,
         "counts": summary.counts(),
         "failed": [
             {"id": outcome.id, "video": outcome.video, "error": outcome.error}

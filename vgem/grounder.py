@@ -102,7 +102,7 @@ class Grounder:
 
     With ``precision`` bf16 (or fp16) the backbone's block weights are lowered
     to 16 bits once, in place (see :mod:`vgem.precision`): the maps are those
-    of autocast, the model takes half the memory, and an ``adapter`` handed in
+    of autocast, the block weights take half the memory, and an ``adapter`` handed in
     serves reduced precision from then on (an fp32 Grounder refuses it).
     """
 
@@ -138,7 +138,7 @@ class Grounder:
             chosen = chosen.replace(precision=resolve_precision("auto", self.device))
         self._autocast = autocast_factory(self.device, chosen.precision)
         slow = slow_precision_warning(chosen.precision, self.device)
-        #: Said beside every query's own warnings (in the JSON and on the terminal).
+        #: Said beside every query's own warnings in the JSON (the CLI says them on stderr).
         self.warnings: list[str] = [slow] if slow else []
         if adapter is None:
             adapter = spec.load(variant, weights)

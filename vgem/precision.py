@@ -8,9 +8,9 @@ the visual pass stay in fp32.
 Autocast alone would convert every block weight to 16 bits again on each
 forward pass (its cast cache lives only as long as one ``autocast`` context):
 that is a read of all fp32 weights and a write of half as much per clip, for
-nothing. :func:`lower_block_weights` converts the weights of the transformer
+nothing. :func:`prepare_blocks` converts the weights of the transformer
 blocks' matrix products once, in place, to exactly the values autocast would
-have made, so the maps are bit-identical and the model takes half the memory.
+have made, so the maps are bit-identical and those weights take half the memory.
 """
 
 from __future__ import annotations
@@ -115,13 +115,13 @@ def autocast_factory(device: torch.device, precision: str) -> Callable[[], Any]:
 
 def prepare_blocks(blocks: Sequence[Block], precision: str) -> list[torch.Tensor]:
     """Ready the blocks' weights for ``precision``: lowered once for bf16/fp16
-    (:func:`lower_block_weights`); for fp32, refuse weights an earlier lowering
+    (:func:`lower_weights`); for fp32, refuse weights an earlier lowering
     left (:func:`refuse_lowered`). Returns the weight tensors, for later checks."""
     weights = list(_matmul_weights(blocks))
     if precision in REDUCED:
         import torch
 
-        lower_block_weights(blocks, getattr(torch, REDUCED[precision]))
+        lower_weights(weights, getattr(torch, REDUCED[precision]))
     else:
         refuse_lowered(weights)
     return weights
@@ -140,22 +140,18 @@ def refuse_lowered(weights: Sequence[torch.Tensor]) -> None:
         )
 
 
-def lower_block_weights(blocks: Sequence[Block], dtype: torch.dtype) -> int:
-    """Convert the weights and biases of every block's matrix products (fused
-    in-projection, out-projection, MLP linears) to ``dtype`` in place; returns how
-    many tensors changed.
+def lower_weights(weights: Sequence[torch.Tensor], dtype: torch.dtype) -> None:
+    """Convert the blocks' matrix-product weights and biases (fused in-projection,
+    out-projection, MLP linears: :func:`prepare_blocks` gathers them) to ``dtype``.
 
     In place (``parameter.data``), so every view on the backbone — its own
     modules, the adapter's :class:`~vgem.backbones.base.Block` — sees the same
     tensors. Norms, embeddings and heads keep their format: autocast runs them
     in fp32, and they are a small part of the weights.
     """
-    changed = 0
-    for tensor in _matmul_weights(blocks):
+    for tensor in weights:
         if tensor.dtype != dtype and tensor.is_floating_point():
             tensor.data = tensor.data.to(dtype)
-            changed += 1
-    return changed
 
 
 def _matmul_weights(blocks: Sequence[Block]) -> Iterator[torch.Tensor]:

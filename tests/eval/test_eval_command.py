@@ -411,3 +411,15 @@ def test_bf16_where_this_cpu_emulates_it_is_said_for_local_runs(
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     assert ("warning: bf16 was asked for" in result.stderr) is said
+
+
+def test_a_run_folder_that_is_a_file_is_one_line_naming_the_flag(invoke, tmp_path):
+    manifest = _write_manifest(
+        tmp_path / "data" / "manifest.jsonl", _planted_dataset(tmp_path / "data", videos=1)
+    )
+    (tmp_path / "run").write_text("my notes\n")
+    result = invoke("eval", "--manifest", manifest, *PLANTED, "--run-dir", "run")
+    assert result.exit_code == 2, result.output
+    (line,) = [line for line in result.stderr.splitlines() if line.strip()]
+    assert line.startswith("error: ") and "--run-dir" in line
+    assert (tmp_path / "run").read_text() == "my notes\n"

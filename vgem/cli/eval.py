@@ -237,8 +237,6 @@ def eval_command(
                     f"wrote {written} sample(s) to {export_manifest}", soft_wrap=True, markup=False
                 )
             return
-        if run_dir is not None:  # its results file must be writable: say so before any model
-            check_output(run_dir / "results.json", setting="run_dir", inputs=[manifest])
         with EvalProgress(quiet=quiet, accuracy=not chosen_task.whole_video) as progress:
             result = vgem.eval.run(
                 source,

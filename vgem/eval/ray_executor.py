@@ -50,7 +50,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
-from vgem.errors import SettingsError, VgemError
+from vgem.errors import SettingsError, VgemError, os_error_text
 from vgem.eval.engine import GroundingJob, Worker, WorkerMeter
 
 if TYPE_CHECKING:
@@ -154,8 +154,6 @@ DEFAULT_CLIENT_PORT = 10001
 
 def _check_reachable(address: str, timeout: float = 5.0) -> None:
     """Refuse at once an address where nothing answers (a typo, a stopped cluster)."""
-    from vgem.errors import os_error_text
-
     client = address.startswith("ray://")
     where = address.removeprefix("ray://").split("/", 1)[0]
     host, separator, port_text = where.rpartition(":")
@@ -306,13 +304,14 @@ class RayExecutor:
                 num_cpus=max(1, math.ceil(self.workers * self.cpus_per_worker)),
                 object_store_memory=LOCAL_OBJECT_STORE_BYTES,
             )
-        if self.address not in (None, "auto"):
-            _check_reachable(self.address)  # Ray itself would retry a dead address for minutes
+        named = None if self.address in (None, "auto") else self.address  # not found by Ray
+        if named is not None:
+            _check_reachable(named)  # Ray itself would retry a dead address for minutes
         try:
             ray.init(address=self.address, **options)
         except ConnectionError as error:
             hint = ""
-            if self.address not in (None, "auto") and "RAY_AUTH_MODE" not in os.environ:
+            if named is not None and "RAY_AUTH_MODE" not in os.environ:
                 hint = (
                     " If the cluster uses token authentication, set RAY_AUTH_MODE=token and "
                     "give its token in RAY_AUTH_TOKEN or ~/.ray/auth_token (Ray sends it to "
