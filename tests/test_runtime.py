@@ -196,3 +196,24 @@ def test_cuda_matches_cpu(precision):
     measured = gpu.ground_pixels(clips, QUERIES).similarity.cpu()
     tolerance = 1e-4 if precision == "fp32" else 5e-2
     torch.testing.assert_close(measured, expected, atol=tolerance, rtol=0)
+
+
+def test_bf16_runs_the_patch_embedding_and_the_text_tower_in_fp32(monkeypatch, adapter):
+    # rounding the pixels and the prompts to 8 significant bits made most of
+    # bf16's map error; both are a sliver of the work
+    clips = _clips(adapter, 1, seed=7)
+    embedded: list[torch.Tensor] = []
+    original_embed = adapter.embed
+
+    def recording_embed(pixels):
+        embedded.append(original_embed(pixels))
+        return embedded[-1]
+
+    monkeypatch.setattr(adapter, "embed", recording_embed)
+    grounder = _grounder(adapter, precision="bf16")
+    grounder.ground_pixels(clips, QUERIES)
+    with torch.inference_mode():
+        assert torch.equal(embedded[0], original_embed(clips))
+        texts = ["a photo of cutting", "onion"]
+        expected_text = torch.nn.functional.normalize(adapter.encode_text(texts), dim=-1)
+    assert torch.equal(grounder.embed_texts(texts), expected_text)

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
 from vgem.backbones.base import BackboneAdapter, Block, TokenLayout, run_block
+from vgem.precision import full_precision
 
 if TYPE_CHECKING:
     import torch
@@ -244,7 +245,8 @@ def gem_forward(
     target_tokens = torch.tensor(layout.patch_token_indices(target_frame), device=clips.device)
     blocks = adapter.blocks
     first_gem_block = len(blocks) - depth
-    tokens = adapter.embed(clips)
+    with full_precision(clips.device):  # see there: most of bf16's error, little time
+        tokens = adapter.embed(clips)
     for block in blocks[:first_gem_block]:
         tokens = run_block(block, tokens)
     terms = [tokens[:, target_tokens]]

@@ -184,7 +184,8 @@ class Grounder:
 
         missing = [text for text in dict.fromkeys(texts) if text not in self._text_cache]
         if missing:
-            with torch.inference_mode(), self._autocast():
+            # fp32 at every precision (see vgem.precision.full_precision): once per prompt
+            with torch.inference_mode():
                 encoded = self.adapter.encode_text(missing).float()
             for text, embedding in zip(missing, F.normalize(encoded, dim=-1), strict=True):
                 self._text_cache[text] = embedding
