@@ -480,7 +480,7 @@ class Grounder:
         import torch.nn.functional as F
 
         gem_pass = self.forward(pixels)
-        clip_embedding = F.normalize(gem_pass.class_embedding.float(), dim=-1)
+        clip_embedding = F.normalize(gem_pass.class_embedding, dim=-1)  # fp32: forward
         text = table.embeddings.to(clip_embedding.device)
         clip_text_cosine = clip_embedding @ text.T  # [B, all prompt texts]
         batch, roles = pixels.shape[0], len(PROMPT_ROLES)
