@@ -86,7 +86,7 @@ BENCHMARKS = (
 
 def build_random_grounder(backbone: str, precision: str, threads: int | None = None):
     import torch
-    from bench_ground import build_adapter
+    from bench_models import build_adapter
 
     from vgem.grounder import Grounder
 
@@ -109,7 +109,7 @@ class RandomGrounder:
 
 def clip_seconds(backbone: str, precision: str, queries: int, repeats: int) -> float:
     """Seconds per grounded time, one CPU thread, after a warm-up."""
-    from bench_ground import random_clips
+    from bench_models import random_clips
 
     grounder = build_random_grounder(backbone, precision, threads=1)
     clips = random_clips(grounder.adapter, 1, seed=1)

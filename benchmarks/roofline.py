@@ -175,7 +175,7 @@ def part_shares(backbone: str, precision: str, video: Path, repeats: int = 2) ->
     import torch
 
     sys.path.insert(0, str(HERE))
-    from bench_ground import QUERY, build_adapter
+    from bench_models import QUERY, build_adapter
 
     import vgem.backbones.base as base
     import vgem.gem as gem
@@ -260,7 +260,7 @@ def print_parts(measured: dict[str, Any], peak_tflops: float | None = None) -> N
     )
     if peak_tflops:
         sys.path.insert(0, str(HERE))
-        from bench_ground import ARCHITECTURES, clip_flops
+        from bench_models import ARCHITECTURES, clip_flops
 
         arch = ARCHITECTURES[measured["backbone"]]
         tflop = clip_flops(arch, released=arch.frames > 1) / 1e12
@@ -278,7 +278,7 @@ def print_parts(measured: dict[str, Any], peak_tflops: float | None = None) -> N
 
 def make_short_video(folder: Path, seconds: int = 4) -> Path:
     sys.path.insert(0, str(HERE))
-    from bench_ground import make_video
+    from bench_models import make_video
 
     folder.mkdir(parents=True, exist_ok=True)
     return make_video(folder / f"testsrc-{seconds}s-720p.mp4", seconds)

@@ -133,7 +133,14 @@ def test_a_rerun_skips_the_videos_already_done(cli, videos, tmp_path):
     assert first.exit_code == 0, first.output
     done = {path: path.stat().st_mtime_ns for path in (tmp_path / "out").rglob("*.json")}
     (tmp_path / "out" / "b.json").unlink()
-    (tmp_path / "out" / "c.json").write_text('{"schema": "vgem.grounding/1", "queri')  # cut
+    edited = '{"schema": "vgem.grounding/1", "queri'  # a user cut it: no longer vgem's file
+    (tmp_path / "out" / "c.json").write_text(edited)
+    refused = cli("ground", "videos", "cut onion", *PLANTED, "--out-dir", "out")
+    assert refused.exit_code == 2
+    assert "c.json: the file is already there and vgem did not write it" in refused.output
+    assert (tmp_path / "out" / "c.json").read_text() == edited
+    assert not (tmp_path / "out" / "b.json").exists()  # refused before any work
+    (tmp_path / "out" / "c.json").unlink()
     again = cli("ground", "videos", "cut onion", *PLANTED, "--out-dir", "out")
     assert again.exit_code == 0, again.output
     assert "4 video(s): 2 grounded, 2 skipped (done before), 0 failed" in _summary_line(again)
@@ -341,8 +348,12 @@ def test_a_worker_killed_mid_batch_leaves_every_json_once(backbone_site, deaths,
     assert on_ray.execution["retried_units"] == 1
     assert any("died" in worker for worker in on_ray.execution["per_worker"])
     assert _documents(tmp_path / "ray") == _documents(tmp_path / "local")
-    files = sorted(path.name for path in (tmp_path / "ray").rglob("*") if path.is_file())
-    # each once, nothing left over
+    files = sorted(
+        path.name
+        for path in (tmp_path / "ray").rglob("*")
+        if path.is_file() and ".vgem" not in path.parts
+    )
+    # each once, nothing left over (besides vgem's lock and record in .vgem/)
     assert files == ["a.json", "b.json", "c.json", "d.json", BATCH_RECORD]
     assert len(local.succeeded) == 4
 

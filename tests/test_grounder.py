@@ -13,7 +13,8 @@ from tests.planted import INPUT_SIZE, PlantedAdapter, patch_centre_pixels, plant
 from tests.synth import write_video
 from vgem.grounder import Grounder
 from vgem.heatmaps import to_original_pixels
-from vgem.results import SCHEMA, to_json_dict, write_json, write_npz
+from vgem.outputs import write_json, write_npz
+from vgem.results import SCHEMA, to_json_dict
 
 # (patch row, patch column) of the bright square in successive frames
 PLANTS = [(2, 5), (5, 1), (3, 3), (6, 6), (1, 2), (4, 6)]

@@ -28,7 +28,8 @@ from vgem.eval.engine import evaluate
 from vgem.eval.manifest import load_manifest
 from vgem.eval.report import build_results
 from vgem.eval.run_log import RunError
-from vgem.eval.samples import Sample, select_samples
+from vgem.eval.samples import Sample
+from vgem.eval.selection import select_samples
 from vgem.eval.tasks import RunContext, SpatialTask
 from vgem.grounder import Grounder
 from vgem.video import (

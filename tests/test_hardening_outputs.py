@@ -32,7 +32,8 @@ from tests.test_cli import (  # noqa: F401 (fixtures)
     video,
 )
 from vgem.errors import InputError
-from vgem.results import OutputSet, atomic_write, json_text
+from vgem.results import json_text
+from vgem.staging import OutputSet, atomic_write
 
 
 def _snapshot(folder: Path) -> dict[str, tuple[int, bytes | None]]:

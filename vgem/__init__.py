@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0.dev0"
+from vgem.version import __version__
 
 __all__ = ["Grounder", "GroundingResult", "VgemError", "__version__", "load_backbone"]
 

@@ -29,7 +29,7 @@ from vgem.render import FrameOverlay, TimelineStrip, apply_overlay, query_colour
 from vgem.results import GroundingResult
 
 if TYPE_CHECKING:
-    from vgem.results import StagedOutput
+    from vgem.staging import StagedOutput
     from vgem.temporal.segments import Timeline
     from vgem.video import VideoInfo
 
@@ -162,7 +162,7 @@ def write_annotated_video(
     """Every source frame at source size and rate, annotated; written atomically.
 
     ``out_path``: a file path, or an output staged in a caller's
-    :class:`vgem.results.OutputSet` (committed with the run's other outputs).
+    :class:`vgem.staging.OutputSet` (committed with the run's other outputs).
     ``progress(written, total)`` follows the frames written.
     """
     total = result.video.frame_count

@@ -20,7 +20,7 @@ queries, grounded times, temporal settings — and each JSON carries its
 fingerprint (``batch_request``), so a changed setting redoes every video
 rather than keeping answers to another question. The JSON is the completion
 mark: every output of a video is written to a hidden temporary and renamed
-into place, the JSON last (:class:`vgem.results.OutputSet`).
+into place, the JSON last (:class:`vgem.staging.OutputSet`).
 
 **A record of the batch.** Each call ends by writing ``vgem-batch.json`` in
 the output folder: the request, the counts, every failed video with its
@@ -33,10 +33,19 @@ recorded as failed, with the reason, and the batch goes on. Errors that are
 the whole batch's (a bad setting, missing weights, an unknown plugin) stop it
 before or at the first video, as they would for one.
 
-**Executed by the evaluation engine's executors** (:mod:`vgem.eval.engine`):
-each video is a :class:`~vgem.eval.tasks.WorkUnit` of one sample, so the
-same local executor and Ray workers (each loading the model once, a dead
-worker's video retried elsewhere a bounded number of times) run it.
+**Executed by the execution layer** (:mod:`vgem.execution`): each video is a
+:class:`~vgem.execution.units.WorkUnit` of one item, so the same local
+executor and Ray workers that serve evaluations (each loading the model once,
+a dead worker's video retried elsewhere a bounded number of times) run it.
+The batch imports nothing of the evaluation.
+
+**The output folder is vgem's only in part** (:class:`vgem.outputs.OwnedFolder`):
+it may hold the user's files, which vgem never replaces or deletes. Before any
+work, a batch whose output would land on a file vgem did not write there, or
+on any input of the batch (any of its videos, its list file, the weights,
+compared by file identity, not by name), is refused in one line. The folder
+is locked while a batch writes into it, so a second batch on it is refused in
+one line instead of breaking the first.
 
 Who writes the outputs: **the workers**, each video's into the output folder
 as soon as it is grounded; the driver receives one small line per video
@@ -49,12 +58,12 @@ storage. Nothing is duplicated when a worker dies and its video is retried:
 a video's outputs have fixed names and each appears only by an atomic rename
 of a complete file (a retry renames a new complete file over it, never adds
 a second one), the executor hands the driver one line per video at most, and
-the hidden temporaries a killed worker leaves are swept at the end.
+the hidden temporaries a killed worker leaves (named with this batch's token)
+are swept at the end, never another process's.
 """
 
 from __future__ import annotations
 
-import contextlib
 import glob
 import json
 import os
@@ -65,11 +74,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from vgem.errors import InputError, SettingsError, VgemError
+from vgem.execution.units import error_reason, missing_video_reason
+from vgem.staging import InputFiles
 from vgem.video.probe import IMAGE_EXTENSIONS
 
 if TYPE_CHECKING:
-    from vgem.eval.engine import Executor
-    from vgem.eval.tasks import Emit, Line, RunContext, SupportsGround, WorkUnit
+    from vgem.execution.executor import Executor
+    from vgem.execution.units import Emit, Line, SupportsGround, WorkUnit
+    from vgem.outputs import OwnedFolder, RecordKeeper
     from vgem.results import GroundingResult
     from vgem.settings import Settings
     from vgem.temporal import TemporalSettings
@@ -161,9 +173,9 @@ def find_videos(
         paths = _listed(path)
         if not paths:
             raise InputError(f"{text}: the list names no video.")
-        base = path.parent
+        base = Path(os.path.abspath(path.parent))
         if not all(_is_relative(listed, base) for listed in paths):
-            base = Path(os.path.commonpath([listed.parent for listed in paths]))
+            base = Path(os.path.commonpath([os.path.abspath(listed.parent) for listed in paths]))
         return _named(paths, base, source=text)
     return [BatchVideo(path.stem, path)]
 
@@ -335,9 +347,12 @@ class BatchSummary:
 class BatchGrounding:
     """How each video of a batch is grounded and written (picklable: sent to workers).
 
-    The ``ground_unit`` / ``error_record`` pair is what the engine's workers
-    call (:class:`vgem.eval.engine.UnitWork`); a unit holds one
+    The ``ground_unit`` / ``error_record`` pair is what the execution layer's
+    workers call (:class:`vgem.execution.units.UnitWork`); a unit holds one
     :class:`BatchVideo`, and its line says where the outputs went or why not.
+    Outputs are written only over files the output folder's record says vgem
+    wrote (``keeper``), never onto an input of the batch (``inputs``), and
+    their temporaries carry the batch's ``token``.
     """
 
     queries: tuple[str, ...]
@@ -350,6 +365,15 @@ class BatchGrounding:
     temporal: TemporalSettings | None = None
     save_heatmaps: bool = False
     save_video: bool = False
+    source_fps: float = 1.0
+    inputs: InputFiles = field(default_factory=InputFiles)
+    keeper: RecordKeeper | None = None
+    token: str | None = None
+
+    def output_names(self, video: BatchVideo) -> list[str]:
+        """The names of ``video``'s outputs in the output folder, the JSON last."""
+        paths = self.output_paths(video).values()
+        return [path.relative_to(self.out_dir).as_posix() for path in paths]
 
     def output_paths(self, video: BatchVideo) -> dict[str, Path]:
         """Where ``video``'s outputs go, the JSON last (it marks the video complete)."""
@@ -381,16 +405,14 @@ class BatchGrounding:
     def ground_unit(
         self,
         unit: WorkUnit,
-        context: RunContext,
+        context: Any,
         grounder: Callable[[], SupportsGround],
         emit: Emit,
     ) -> None:
         for video in unit.samples:
-            emit(self._ground_one(video, context, grounder))
+            emit(self._ground_one(video, grounder))
 
-    def error_record(
-        self, sample: BatchVideo, context: RunContext, reason: str, seconds: float
-    ) -> Line:
+    def error_record(self, sample: BatchVideo, context: Any, reason: str, seconds: float) -> Line:
         return {
             "id": sample.id,
             "video": str(sample.path),
@@ -400,15 +422,12 @@ class BatchGrounding:
 
     # ----------------------------------------------------------------- one video
 
-    def _ground_one(
-        self, video: BatchVideo, context: RunContext, grounder: Callable[[], SupportsGround]
-    ) -> Line:
-        from vgem.eval.tasks import error_reason
+    def _ground_one(self, video: BatchVideo, grounder: Callable[[], SupportsGround]) -> Line:
         from vgem.video import grounded_times, probe_video
 
         started = time.perf_counter()
         try:
-            info = probe_video(video.path, source_fps=context.source_fps)
+            info = probe_video(video.path, source_fps=self.source_fps)
             times = grounded_times(
                 info,
                 fps=self.fps,
@@ -416,7 +435,7 @@ class BatchGrounding:
                 every_frame=self.every_frame,
             )
         except (InputError, OSError) as error:
-            return self.error_record(video, context, error_reason(error), _since(started))
+            return self.error_record(video, None, error_reason(error), _since(started))
         loading = time.perf_counter()
         model = grounder()  # a model that cannot load is the batch's error, not the video's
         started += time.perf_counter() - loading
@@ -424,12 +443,12 @@ class BatchGrounding:
             result = model.ground(info, self.queries, at=times, temporal=self.temporal)
             written = self._write(result, video)
         except (InputError, OSError) as error:
-            return self.error_record(video, context, error_reason(error), _since(started))
+            return self.error_record(video, None, error_reason(error), _since(started))
         except VgemError:
             raise  # a setting, weights or plugin problem: every video would fail the same way
         except Exception as error:  # a video that breaks the decoder or the model's code
             reason = f"{type(error).__name__}: {error}"
-            return self.error_record(video, context, reason, _since(started))
+            return self.error_record(video, None, reason, _since(started))
         return {
             "id": video.id,
             "video": str(video.path),
@@ -440,11 +459,12 @@ class BatchGrounding:
 
     def _write(self, result: GroundingResult, video: BatchVideo) -> list[Path]:
         """Every output of ``video``, committed together, the JSON renamed last."""
-        from vgem.results import OutputSet, write_outputs
+        from vgem.outputs import write_outputs
+        from vgem.staging import OutputSet
 
         result = replace(result, batch_request=self.request)
         paths = self.output_paths(video)
-        with OutputSet(inputs=[video.path]) as outputs:
+        with OutputSet(self.inputs, owner=self.keeper, tag=self.token) as outputs:
             staged = {kind: outputs.add(path, setting="out_dir") for kind, path in paths.items()}
             write_outputs(
                 result, staged["json"], heatmaps=staged.get("heatmaps"), video=staged.get("video")
@@ -460,6 +480,7 @@ def _since(started: float) -> float:
 
 #: The record each batch leaves in its output folder (never a video's output name).
 BATCH_RECORD = "vgem-batch.json"
+BATCH_SCHEMA = "vgem.batch/1"
 
 
 def batch_request(
@@ -476,7 +497,7 @@ def batch_request(
 ) -> dict[str, Any]:
     """Everything that decides a video's outputs, as JSON (batch size and device do
     not: they change how fast, not what)."""
-    from vgem.eval.run_log import run_identity
+    from vgem.execution.recipe import run_identity
 
     return {
         **run_identity(backbone, weights, settings, source_fps),
@@ -520,8 +541,11 @@ def ground_videos(
     ``save_heatmaps`` / ``save_video`` also write ``NAME.npz`` / an annotated
     ``NAME.mp4``. A video whose outputs are complete is skipped (see the
     module's docstring); a video that cannot be grounded is recorded as failed
-    and the batch goes on. ``executor``: the engine's local executor by
-    default, or e.g. :class:`vgem.eval.ray_executor.RayExecutor`.
+    and the batch goes on. ``out_dir`` may hold other files: a batch that
+    would replace one of them (or any of its inputs) is refused before any
+    work, and so is a batch on an ``out_dir`` another batch is writing into.
+    ``executor``: the local executor by default, or e.g.
+    :class:`vgem.execution.RayExecutor`, started before anything is created.
     ``progress(done, total)`` counts videos (skipped ones from the start);
     ``on_video(outcome)`` is called as each video ends (skipped ones first).
     ``load_grounder`` replaces building the grounder from ``backbone``,
@@ -529,11 +553,18 @@ def ground_videos(
     Ctrl-C ends the batch with ``interrupted`` set: every video finished so
     far keeps its outputs, and calling again resumes.
     """
-    from vgem.eval.engine import GrounderRecipe, GroundingJob, LocalExecutor
-    from vgem.eval.run_log import fingerprint
-    from vgem.eval.tasks import RunContext, WorkUnit, missing_video_reason
+    from vgem.execution.executor import (
+        WorkerError,
+        execution_of,
+        start_executor,
+        stop_executor,
+    )
+    from vgem.execution.local import LocalExecutor
+    from vgem.execution.recipe import GrounderRecipe
+    from vgem.execution.units import GroundingJob, WorkUnit
     from vgem.extractors.base import normalize_sentence
-    from vgem.results import check_output
+    from vgem.outputs import OwnedFolder
+    from vgem.plain import fingerprint, utc_timestamp
     from vgem.settings import Settings
 
     chosen_queries = (queries,) if isinstance(queries, str) else tuple(queries)
@@ -562,7 +593,6 @@ def ground_videos(
             "`out_dir`: rename that video.",
             settings=("out_dir",),
         )
-    check_output(directory / f"{chosen[0].id}.json", setting="out_dir", inputs=[chosen[0].path])
     request = batch_request(
         backbone=backbone,
         weights=weights,
@@ -574,6 +604,8 @@ def ground_videos(
         every_frame=every_frame,
         temporal=temporal,
     )
+    inputs = InputFiles([*(video.path for video in chosen), *_source_files(videos), weights])
+    folder = OwnedFolder(directory, setting="out_dir", inputs=inputs, recognise=is_batch_file)
     work = BatchGrounding(
         chosen_queries,
         directory.absolute(),
@@ -584,7 +616,14 @@ def ground_videos(
         temporal=temporal,
         save_heatmaps=save_heatmaps,
         save_video=save_video,
+        source_fps=source_fps,
+        inputs=inputs,
+        keeper=folder.keeper,
+        token=folder.token,
     )
+    # Before anything is created: no output may land on a file vgem did not write
+    # there, nor on any input of the batch.
+    folder.check([*(name for video in chosen for name in work.output_names(video)), BATCH_RECORD])
     outcomes: dict[str, VideoOutcome] = {}
 
     def record(outcome: VideoOutcome) -> None:
@@ -594,7 +633,6 @@ def ground_videos(
         if progress is not None:
             progress(len(outcomes), len(chosen))
 
-    context = RunContext(directory.absolute(), "", source_fps)
     units = []
     for video in chosen:
         if work.is_complete(video):
@@ -621,35 +659,55 @@ def ground_videos(
     )
     runner = executor or LocalExecutor()
     interrupted = False
+    failure: WorkerError | None = None
+    if units:
+        start_executor(runner)  # a refused start leaves nothing behind
     try:
-        if units:
-            runner.execute(GroundingJob(work, context, recipe), units, emit)
-    except KeyboardInterrupt:
-        interrupted = True
+        with folder:
+            started_at = utc_timestamp()
+            try:
+                if units:
+                    runner.execute(GroundingJob(work, None, recipe), units, emit)
+            except KeyboardInterrupt:
+                interrupted = True
+            except WorkerError as error:  # the executor gave up; what finished is kept
+                failure = error
+            sitting = None
+            if units:
+                sitting = {
+                    **execution_of(runner),
+                    "started_at": started_at,
+                    "finished_at": utc_timestamp(),
+                    "interrupted": interrupted,
+                }
+            ordered = tuple(outcomes[video.id] for video in chosen if video.id in outcomes)
+            summary = BatchSummary(
+                directory,
+                len(chosen),
+                ordered,
+                interrupted,
+                _execution(directory, work.request, sitting),
+            )
+            write_batch_record(summary, {"fingerprint": work.request, **request}, folder=folder)
     finally:
-        for unit in units:
-            _sweep_temporaries(work, unit.samples[0])
-    execution = getattr(runner, "execution", None)
-    ordered = tuple(outcomes[video.id] for video in chosen if video.id in outcomes)
-    summary = BatchSummary(
-        directory,
-        len(chosen),
-        ordered,
-        interrupted,
-        execution() if callable(execution) and units else {"executor": "none: nothing to do"},
-    )
-    write_batch_record(summary, {"fingerprint": work.request, **request})
+        stop_executor(runner)
+    if failure is not None:
+        raise failure  # said once the outputs and the record of what finished are written
     return summary
 
 
-def write_batch_record(summary: BatchSummary, request: dict[str, Any]) -> Path:
+def write_batch_record(
+    summary: BatchSummary, request: dict[str, Any], *, folder: OwnedFolder | None = None
+) -> Path:
     """``vgem-batch.json`` in the output folder: the request, the counts, each failed
-    video with its reason, and the execution (replaced whole by each call)."""
+    video with its reason, and the execution over every sitting of this request
+    (replaced whole by each call). ``folder``: the output folder, entered."""
     from vgem.plain import plain_json, utc_timestamp
-    from vgem.results import atomic_write, json_text
+    from vgem.results import json_text
+    from vgem.staging import atomic_write
 
     document = {
-        "schema": "vgem.batch/1",
+        "schema": BATCH_SCHEMA,
         "finished": utc_timestamp(),
         "interrupted": summary.interrupted,
         "request": request,
@@ -661,11 +719,68 @@ def write_batch_record(summary: BatchSummary, request: dict[str, Any]) -> Path:
         "execution": plain_json(summary.execution),
     }
     text = json_text(document)
+
+    def write(temporary: Path) -> None:
+        temporary.write_text(text, "utf-8")
+
+    if folder is not None:
+        return folder.write(BATCH_RECORD, write)
     path = summary.out_dir / BATCH_RECORD
     path.parent.mkdir(parents=True, exist_ok=True)
-    return atomic_write(
-        path, lambda temporary: temporary.write_text(text, "utf-8"), setting="out_dir"
-    )
+    return atomic_write(path, write, setting="out_dir")
+
+
+def _execution(directory: Path, request: str, sitting: dict[str, Any] | None) -> dict[str, Any]:
+    """The batch's execution over every sitting of the same request: the earlier ones
+    from the record a previous call left, and this one."""
+    from vgem.execution.sittings import combine_sittings
+
+    sittings: list[dict[str, Any]] = []
+    try:
+        previous = json.loads((directory / BATCH_RECORD).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        previous = None
+    if (
+        isinstance(previous, dict)
+        and isinstance(previous.get("request"), dict)
+        and previous["request"].get("fingerprint") == request
+    ):
+        earlier = previous.get("execution") or {}
+        if isinstance(earlier, dict):
+            kept = earlier.get("sittings")
+            if isinstance(kept, list):
+                sittings += [item for item in kept if isinstance(item, dict)]
+            elif earlier.get("per_worker") is not None:  # a record from before sittings
+                sittings.append(earlier)
+    if sitting is not None:
+        sittings.append(sitting)
+    return combine_sittings(sittings) if sittings else {"executor": "none: nothing to do"}
+
+
+def is_batch_file(path: Path) -> bool:
+    """Whether ``path`` is a batch output vgem wrote before it kept a record of its files
+    (an earlier version's batch): a grounding JSON or a batch record, told by its
+    schema."""
+    from vgem.results import SCHEMA
+
+    if path.suffix != ".json":
+        return False
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError, UnicodeDecodeError):
+        return False
+    return isinstance(document, dict) and document.get("schema") in (SCHEMA, BATCH_SCHEMA)
+
+
+def _source_files(
+    videos: str | os.PathLike[str] | Sequence[str | os.PathLike[str] | BatchVideo],
+) -> list[Path]:
+    """The files a source names besides its videos: a list file is an input too."""
+    if isinstance(videos, (str, os.PathLike)) and not is_glob(videos):
+        path = Path(videos).expanduser()
+        if path.is_file() and path.suffix.lower() in LIST_EXTENSIONS:
+            return [path]
+    return []
 
 
 def _videos(
@@ -699,13 +814,3 @@ def _outcome(line: Line, video: str) -> VideoOutcome:
         tuple(line.get("outputs") or ()),
         seconds=float(line.get("seconds") or 0.0),
     )
-
-
-def _sweep_temporaries(work: BatchGrounding, video: BatchVideo) -> None:
-    """Delete the hidden temporaries a killed worker left beside ``video``'s outputs."""
-    for path in work.output_paths(video).values():
-        if not path.parent.is_dir():
-            continue
-        for temporary in path.parent.glob(f".{glob.escape(path.name[:64])}.*.part"):
-            with contextlib.suppress(OSError):
-                temporary.unlink()

@@ -8,6 +8,9 @@ each once keeps their files consistent with one another.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
+import unicodedata
 from collections.abc import Iterable, Mapping
 from datetime import datetime, timezone
 from typing import Any
@@ -38,3 +41,19 @@ def mean_of(values: Iterable[float | None]) -> float | None:
     """The mean of the values that are present; None when none is."""
     present = [value for value in values if value is not None]
     return sum(present) / len(present) if present else None
+
+
+def fingerprint(value: Any) -> str:
+    """A short, stable hash of a JSON-able value (key order does not matter)."""
+    text = json.dumps(value, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:12]
+
+
+def visible(text: str) -> str:
+    """``text`` with every control character written as an escape (``\\x1b``), so that
+    text read from a data file (a dataset name, a query, an error) cannot move the
+    cursor, recolour or clear the terminal it is printed on."""
+    return "".join(
+        f"\\x{ord(character):02x}" if unicodedata.category(character) == "Cc" else character
+        for character in str(text)
+    )

@@ -122,9 +122,11 @@ def load(group: str, name: str) -> Any:
 
 
 def _fits_backbone(plugin: Any) -> bool:
-    from vgem.backbones.base import BackboneSpec
-
-    return isinstance(plugin, BackboneSpec)
+    """A backbone spec's shape (the backbones package checks its type: this module sits
+    below the plugin groups and imports none of them)."""
+    return callable(getattr(plugin, "load", None)) and isinstance(
+        getattr(plugin, "summary", None), str
+    )
 
 
 def _has(*methods: str) -> Callable[[Any], bool]:

@@ -23,6 +23,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any
 
+from vgem.backbones.base import BACKBONE_SETTINGS
 from vgem.errors import SettingsError
 from vgem.prompts import PROMPT_MODES, Templates
 
@@ -45,7 +46,7 @@ METHOD_DEFAULTS: dict[str, Any] = {
     "dynamic_layers": DYNAMIC_LAYERS,
     "static_weights": STATIC_WEIGHTS,
 }
-BACKBONE_SETTINGS = frozenset(METHOD_DEFAULTS)
+assert frozenset(METHOD_DEFAULTS) == BACKBONE_SETTINGS  # a backbone may set exactly these
 DYNAMIC_WEIGHTINGS = frozenset({"dynamic", "combined"})
 
 

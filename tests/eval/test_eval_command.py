@@ -401,7 +401,7 @@ def test_bf16_where_this_cpu_emulates_it_is_said_for_local_runs(
     invoke, tmp_path, monkeypatch, executor, said
 ):
     monkeypatch.setattr("vgem.precision.cpu_has_amx_bf16", lambda: False)
-    monkeypatch.setattr("vgem.eval.engine.make_executor", lambda *args, **kwargs: None)
+    monkeypatch.setattr("vgem.execution.factory.make_executor", lambda *args, **kwargs: None)
     manifest = _write_manifest(
         tmp_path / "data" / "manifest.jsonl", _planted_dataset(tmp_path / "data", videos=1)
     )

@@ -134,7 +134,11 @@ def test_a_worker_killed_mid_video_loses_and_repeats_nothing(spatial_case, death
     assert execution["retried_units"] == 1
     (dead,) = [worker for worker in execution["per_worker"] if "died" in worker]
     assert "ActorDiedError" in dead["died"]
-    assert len(execution["per_worker"]) == 3  # the two workers and the one that replaced it
+    # the two workers, and a replacement if Ray had room for one by the time it looked
+    assert len(execution["per_worker"]) in (2, 3)
+    assert execution["workers"] == len(execution["per_worker"])
+    for worker in execution["per_worker"]:
+        assert worker["node_id"] and worker["host"] and worker["pid"]  # where it ran
 
 
 def test_a_video_whose_workers_keep_dying_ends_as_error_lines(ray_instance, deaths, tmp_path):

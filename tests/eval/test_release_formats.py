@@ -24,7 +24,8 @@ from vgem.eval.datasets.daly import DALY, TIME_MISMATCH, time_matches_frame
 from vgem.eval.datasets.gyt import GROUNDING_YOUTUBE
 from vgem.eval.datasets.vhico import VHICO, keyframe_location
 from vgem.eval.datasets.yc import YOUCOOK_INTERACTIONS
-from vgem.eval.samples import DataNote, ManifestProblem, Sample, select_samples
+from vgem.eval.samples import DataNote, ManifestProblem, Sample
+from vgem.eval.selection import select_samples
 
 from .py2_pickle import dumps_py2
 from .test_dataset_adapters import _write

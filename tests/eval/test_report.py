@@ -10,7 +10,7 @@ from rich.console import Console
 from vgem.eval.manifest import Sample
 from vgem.eval.paper import PUBLISHED_ACCURACY, PUBLISHED_AVERAGE, match_paper_row
 from vgem.eval.report import RunDescription, build_results, render_tables
-from vgem.eval.samples import select_samples
+from vgem.eval.selection import select_samples
 from vgem.plain import plain_json
 from vgem.settings import Settings
 

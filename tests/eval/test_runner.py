@@ -21,7 +21,8 @@ from tests.synth import write_video
 from vgem.eval.engine import evaluate
 from vgem.eval.report import build_results
 from vgem.eval.run_log import PredictionLog, current_records
-from vgem.eval.samples import ManifestProblem, Sample, select_samples
+from vgem.eval.samples import ManifestProblem, Sample
+from vgem.eval.selection import select_samples
 from vgem.eval.tasks import RunContext, SpatialTask
 from vgem.grounder import Grounder
 
@@ -390,11 +391,11 @@ def test_no_resume_keeps_the_old_predictions_aside(tmp_path):
 
 
 def test_two_runs_cannot_share_a_run_directory(tmp_path):
-    from vgem.eval.run_log import RunError
+    from vgem.outputs import FolderBusy
 
     with (
         PredictionLog(tmp_path / "run").open(),
-        pytest.raises(RunError, match="Another"),
+        pytest.raises(FolderBusy, match="Another vgem run"),
         PredictionLog(tmp_path / "run").open(),
     ):
         pass

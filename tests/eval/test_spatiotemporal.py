@@ -29,8 +29,8 @@ from vgem.eval.samples import (
     TruthSegment,
     VideoSample,
     segments_from_boxes,
-    select_samples,
 )
+from vgem.eval.selection import select_samples
 from vgem.eval.tasks import RunContext, WholeVideoTask
 from vgem.grounder import Grounder
 from vgem.temporal import TemporalSettings

@@ -24,9 +24,15 @@ def parse_backbone_name(name: str) -> tuple[str, str | None]:
 def backbone_spec(name: str) -> tuple[BackboneSpec, str | None]:
     """The plugin's spec for ``name`` and the variant to pass it."""
     from vgem import plugins
+    from vgem.backbones.base import BackboneSpec
 
     family, variant = parse_backbone_name(name)
     spec = plugins.create(GROUP, family)
+    if not isinstance(spec, BackboneSpec):
+        raise PluginError(
+            f"The backbone plugin '{family}' is not a vgem.backbones.base.BackboneSpec; "
+            f"it is {type(spec).__name__}."
+        )
     if variant is not None and not spec.takes_variant:
         raise PluginError(f"The backbone '{family}' takes no variant; use it as plain '{family}'.")
     if variant is None and spec.takes_variant:

@@ -22,6 +22,10 @@ if TYPE_CHECKING:
     import torch
     from torch import nn
 
+#: The settings a backbone may give defaults for (``BackboneSpec.defaults``): part of the
+#: backbone contract, so :mod:`vgem.settings` reads it from here.
+BACKBONE_SETTINGS = frozenset({"depth", "dynamic_layers", "static_weights"})
+
 TokenOrder = Literal["frame-major", "patch-major"]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -235,8 +239,6 @@ class BackboneSpec:
     defaults: Mapping[str, object] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        from vgem.settings import BACKBONE_SETTINGS
-
         unknown = sorted(set(self.defaults) - BACKBONE_SETTINGS)
         if unknown:
             raise ValueError(

@@ -13,11 +13,11 @@ from typing import Annotated
 
 import typer
 
-from vgem import __version__
 from vgem.cli.eval import eval_command
 from vgem.cli.fetch import fetch_command
 from vgem.cli.ground import ground
 from vgem.cli.plugins import plugins_command
+from vgem.version import __version__
 
 app = typer.Typer(
     name="vgem",

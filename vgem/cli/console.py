@@ -8,18 +8,15 @@ Every error is printed by :func:`print_error`: one line, the user's text in
 it shown as it is (never read as rich markup, control characters made
 visible). An exception raised by a third-party plugin's code names the
 plugin and its package; anything else is vgem's internal error. SIGTERM is
-handled like Ctrl-C, so a terminated run cleans up after itself (no
-half-written output is left).
+handled like Ctrl-C (:mod:`vgem.execution.signals`), under every executor, so
+a terminated run stops its workers, writes what finished and leaves no
+half-written output.
 """
 
 from __future__ import annotations
 
-import signal
-import threading
-import unicodedata
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from types import FrameType
 from typing import TYPE_CHECKING
 
 import typer
@@ -60,11 +57,10 @@ def error_text(error: VgemError) -> str:
 
 def one_line(message: str) -> str:
     """``message`` as one line: its lines joined, control characters shown escaped."""
+    from vgem.plain import visible
+
     joined = " ".join(line.strip() for line in str(message).splitlines() if line.strip())
-    return "".join(
-        f"\\x{ord(character):02x}" if unicodedata.category(character) == "Cc" else character
-        for character in joined
-    )
+    return visible(joined)
 
 
 def warn_about_settings(settings: Settings, *, on_this_machine: bool = True) -> None:
@@ -85,34 +81,6 @@ def print_error(message: str, label: str = "error:") -> None:
     stderr.print(Text.assemble((label, "bold red"), " ", one_line(message)), soft_wrap=True)
 
 
-class Terminated(KeyboardInterrupt):
-    """SIGTERM, raised where the program is, so that it unwinds as on Ctrl-C."""
-
-
-#: Set when SIGTERM arrives (an evaluation stops at it as at Ctrl-C, and says so).
-_terminated = threading.Event()
-
-
-def _raise_terminated(signal_number: int, frame: FrameType | None) -> None:
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # one is enough: let the cleanup finish
-    _terminated.set()
-    raise Terminated
-
-
-@contextmanager
-def _sigterm_as_interrupt() -> Iterator[None]:
-    """While a command runs, SIGTERM unwinds it like Ctrl-C (outputs are cleaned up)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    _terminated.clear()
-    previous = signal.signal(signal.SIGTERM, _raise_terminated)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
 @contextmanager
 def user_errors(verbose: bool) -> Iterator[None]:
     """Turn errors into one line and an exit code; tracebacks only with --verbose.
@@ -122,9 +90,10 @@ def user_errors(verbose: bool) -> Iterator[None]:
     vgem (exit 1). Ctrl-C exits 130, SIGTERM 143, after the cleanup.
     """
     from vgem.errors import VgemError
+    from vgem.execution.signals import termination_as_interrupt, was_terminated
 
     try:
-        with _sigterm_as_interrupt():
+        with termination_as_interrupt():
             yield
     except VgemError as error:
         if verbose:
@@ -132,7 +101,7 @@ def user_errors(verbose: bool) -> Iterator[None]:
         print_error(error_text(error))
         raise typer.Exit(error.exit_code) from None
     except KeyboardInterrupt as error:
-        terminated = isinstance(error, Terminated) or _terminated.is_set()
+        terminated = was_terminated(error)
         stderr.print(Text("terminated" if terminated else "interrupted", style="bold red"))
         raise typer.Exit(143 if terminated else 130) from None
     except (typer.Exit, typer.Abort):

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 import vgem.eval
-from vgem.cli.console import stderr, user_errors, warn_about_settings
+from vgem.cli.console import one_line, print_error, stderr, user_errors, warn_about_settings
 from vgem.cli.options import (
     QUIET,
     VERBOSE,
@@ -185,7 +185,7 @@ def eval_command(
     or (--task) when and where steps happen in whole videos."""
     with user_errors(verbose):
         from vgem.errors import DatasetError, SettingsError
-        from vgem.results import OutputSet, check_output
+        from vgem.staging import OutputSet, check_output
 
         compare_paper = _compare_choice(compare)
         if describe:
@@ -221,7 +221,7 @@ def eval_command(
         _warn_about(selection.problems)
         if not quiet and selection.data is not None:
             for line in selection.data.lines():
-                stderr.print(f"data: {line}", soft_wrap=True, markup=False)
+                stderr.print(f"data: {one_line(line)}", soft_wrap=True, markup=False)
         if not selection.samples:
             read = f"The manifest {manifest}" if manifest is not None else f"--dataset {dataset}"
             unusable = (
@@ -263,6 +263,13 @@ def eval_command(
         _print_tables(
             render_tables([result.document], compare_paper=compare_paper, retry_hint=RETRY_HINT)
         )
+        damaged = result.document.get("damaged_lines") or 0
+        if damaged:
+            print_error(
+                f"{damaged} damaged line(s) in {result.run_dir / 'predictions.jsonl'} were "
+                "skipped; their samples were grounded again",
+                label="warning:",
+            )
         if not quiet:
             stderr.print(f"results: {result.results_path}", soft_wrap=True, markup=False)
             report = result.run_dir / "report.html"
@@ -333,7 +340,7 @@ def _warn_about(problems: list[ManifestProblem]) -> None:
     from rich.markup import escape
 
     for problem in problems[:PROBLEMS_SHOWN]:
-        stderr.print(f"[yellow]warning:[/] {escape(str(problem))}", soft_wrap=True)
+        stderr.print(f"[yellow]warning:[/] {escape(one_line(str(problem)))}", soft_wrap=True)
     if len(problems) > PROBLEMS_SHOWN:
         more = len(problems) - PROBLEMS_SHOWN
         stderr.print(f"[yellow]warning:[/] … and {more} more problem(s)", soft_wrap=True)
@@ -367,11 +374,21 @@ def _shown_tables(paths: list[Path], compare_paper: bool) -> list[Any]:
 
 
 def _write_reports(paths: list[Path], quiet: bool) -> None:
-    """report.html in each shown run directory (vgem.eval.html_report)."""
+    """report.html in each shown run directory (vgem.eval.html_report), and a warning
+    for a predictions file with lines that cannot be used."""
+    from vgem.eval.engine import damaged_lines
     from vgem.eval.html_report import write_report
+    from vgem.eval.report import load_results
 
     for path in paths:
         run_dir = path if path.is_dir() else path.parent
+        damaged = damaged_lines(run_dir, load_results(path))
+        if damaged:
+            print_error(
+                f"{run_dir}: {damaged} damaged line(s) in predictions.jsonl are left out of "
+                "the report; run the evaluation again to ground their samples again",
+                label="warning:",
+            )
         written = write_report(run_dir)
         if not quiet:
             stderr.print(f"report: {written}", soft_wrap=True, markup=False)

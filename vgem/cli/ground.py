@@ -32,8 +32,9 @@ from vgem.cli.progress import progress_bar
 
 if TYPE_CHECKING:
     from vgem.batch import BatchSummary, VideoOutcome
-    from vgem.results import GroundingResult, StagedOutput
+    from vgem.results import GroundingResult
     from vgem.settings import Settings
+    from vgem.staging import StagedOutput
 
 TIMES_PANEL = "Which times"
 OUTPUT_PANEL = "Outputs"
@@ -176,7 +177,7 @@ def ground(
             return
         _refuse_batch_options(video, scale, save_heatmaps, save_video)
         from vgem.extractors.base import normalize_sentence
-        from vgem.results import STDOUT, OutputSet
+        from vgem.staging import STDOUT, OutputSet
         from vgem.video import grounded_times, probe_video
 
         # Bad queries, outputs, videos and times fail here, before any weights are loaded;
@@ -326,7 +327,7 @@ def _write_outputs(
     quiet: bool,
 ) -> None:
     """Write every output into its staged temporary; the OutputSet moves them into place."""
-    from vgem.results import write_outputs
+    from vgem.outputs import write_outputs
 
     with progress_bar("writing video", quiet or video_output is None) as report:
         write_outputs(

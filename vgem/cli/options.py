@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 import typer
 
 if TYPE_CHECKING:
-    from vgem.eval.engine import Executor
+    from vgem.execution.executor import Executor
     from vgem.settings import Settings
     from vgem.temporal import TemporalSettings
 
@@ -206,7 +206,7 @@ class ExecutorOptions:
     def make(self) -> Executor:
         """The chosen executor (raises :class:`vgem.errors.SettingsError`; Ray is imported
         only for ``ray``)."""
-        from vgem.eval.engine import make_executor
+        from vgem.execution.factory import make_executor
 
         return make_executor(
             self.executor,

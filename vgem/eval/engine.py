@@ -10,23 +10,26 @@ exactly what an uninterrupted one does. An error line counts as done, so
 resuming never records a sample twice; ``retry_errors`` grounds those samples
 again and their new line replaces the error.
 
-How the work is executed is pluggable: the loop hands per-video
-:class:`~vgem.eval.tasks.WorkUnit` objects and one picklable
-:class:`GroundingJob` (the task, the run context and how to build the
-grounder) to an :class:`Executor`, and every line comes back through one
-callback, so the driver stays the only writer of the log. The
-:class:`LocalExecutor` grounds in this process; a distributed executor gives
-each worker process the job, lets it build its grounder once and keep it, and
-streams the lines back the same way.
+How the work is executed is the execution layer's (:mod:`vgem.execution`):
+the loop hands per-video :class:`~vgem.execution.units.WorkUnit` objects and
+one picklable :class:`~vgem.execution.units.GroundingJob` (the task, the run
+context and how to build the grounder) to an executor, and every line comes
+back through one callback, so the driver stays the only writer of the log.
+Each sitting's account of how it was executed is kept in the run folder, and
+results.json's ``execution`` covers every sitting.
+
+The run folder is vgem's only in part (:mod:`vgem.eval.run_folder`): a run
+refuses, before any work, to replace a file vgem did not write there, locks
+the folder while it runs, and connects the executor (a Ray cluster) before it
+creates anything, so a refused connection leaves nothing behind.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
-import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -34,15 +37,56 @@ from typing import TYPE_CHECKING, Any, Protocol
 from vgem.errors import SettingsError
 from vgem.eval.html_report import write_report
 from vgem.eval.paper import weights_checksum
-from vgem.eval.report import RESULTS_FILE, RunDescription, build_results, write_results
-from vgem.eval.run_log import PredictionLog, fingerprint, run_identity
-from vgem.eval.tasks import Emit, Line, RunContext, SupportsGround, Task, WorkUnit, make_task
+from vgem.eval.report import RunDescription, build_results, write_results
+from vgem.eval.run_folder import RESULTS_FILE, check_run_folder, run_folder
+from vgem.eval.run_log import (
+    PredictionLog,
+    append_sitting,
+    fingerprint,
+    read_sittings,
+    run_identity,
+)
+from vgem.eval.tasks import Line, RunContext, SupportsGround, Task, make_task
+from vgem.execution.executor import (
+    Executor,
+    WorkerError,
+    execution_of,
+    start_executor,
+    stop_executor,
+)
+from vgem.execution.factory import make_executor
+from vgem.execution.local import LocalExecutor
+from vgem.execution.recipe import GrounderRecipe
+from vgem.execution.sittings import combine_sittings
+from vgem.execution.units import GroundingJob, UnitWork
+from vgem.execution.worker import Worker, WorkerMeter
 from vgem.plain import plain_json, utc_timestamp
-from vgem.results import check_output
+
+__all__ = [
+    "EvalResult",
+    "Executor",
+    "GrounderRecipe",
+    "GroundingJob",
+    "LocalExecutor",
+    "RunListener",
+    "RunOutcome",
+    "UnitWork",
+    "Worker",
+    "WorkerMeter",
+    "damaged_lines",
+    "default_run_dir",
+    "evaluate",
+    "export_manifest",
+    "make_executor",
+    "run",
+    "select",
+]
 
 if TYPE_CHECKING:
-    from vgem.eval.samples import Sample, Selection
+    from vgem.eval.samples import Sample
+    from vgem.eval.selection import Selection
     from vgem.eval.sources import SampleSource
+    from vgem.outputs import OwnedFolder
     from vgem.settings import Settings
     from vgem.temporal import TemporalSettings
 
@@ -72,196 +116,22 @@ class EvalResult:
 
 @dataclass(frozen=True)
 class RunOutcome:
-    """What a sitting of a run leaves: the lines to score, and what this sitting did."""
+    """What a sitting of a run leaves: the lines to score, and what this sitting did.
+
+    ``execution`` covers every sitting of the run (see
+    :func:`vgem.execution.sittings.combine_sittings`); ``damaged``: lines of the
+    predictions file that could not be used (their samples were grounded
+    again); ``failure``: the executor's error that ended the sitting after
+    what finished was kept (raise it once the results are written).
+    """
 
     records: dict[str, dict[str, Any]]
     resumed: int
     written: int
     interrupted: bool
-    execution: dict[str, Any] | None = None  # how the work was executed (see Executor)
-
-
-# --------------------------------------------------------------------------- executing
-
-
-@dataclass(frozen=True)
-class GrounderRecipe:
-    """How to build a run's grounder; picklable, so that a worker process builds its own."""
-
-    backbone: str
-    weights: str | None
-    settings: Settings
-    nlp_dir: str | None = None
-
-    def __call__(self) -> SupportsGround:
-        from vgem.grounder import Grounder
-
-        return Grounder(self.backbone, self.weights, settings=self.settings, nlp_dir=self.nlp_dir)
-
-
-class UnitWork(Protocol):
-    """What a worker needs of a job's task: an evaluation :class:`~vgem.eval.tasks.Task`
-    has it, and so has the grounding of many videos (:mod:`vgem.batch`)."""
-
-    def ground_unit(
-        self,
-        unit: WorkUnit,
-        context: RunContext,
-        grounder: Callable[[], SupportsGround],
-        emit: Emit,
-    ) -> None:
-        """Ground one unit, handing each of its lines (a dict with an ``id``) to ``emit``."""
-
-    def error_record(self, sample: Any, context: RunContext, reason: str, seconds: float) -> Line:
-        """The line of a sample that could not be run (a distributed executor gives one
-        to each sample of a unit whose workers keep dying)."""
-
-
-@dataclass(frozen=True)
-class GroundingJob:
-    """What every worker of a run needs: the task, the run context, the grounder's recipe.
-
-    Picklable when ``load_grounder`` is (a :class:`GrounderRecipe` is).
-    """
-
-    task: UnitWork
-    context: RunContext
-    load_grounder: Callable[[], SupportsGround]
-
-
-class Worker:
-    """Grounds work units of one job, building the grounder on first need and keeping it."""
-
-    def __init__(self, job: GroundingJob) -> None:
-        self.job = job
-        self._grounder: SupportsGround | None = None
-        self.load_seconds = 0.0  # building the grounder
-
-    def grounder(self) -> SupportsGround:
-        if self._grounder is None:
-            started = time.perf_counter()
-            self._grounder = self.job.load_grounder()
-            self.load_seconds = time.perf_counter() - started
-        return self._grounder
-
-    def run(self, unit: WorkUnit, emit: Emit) -> None:
-        self.job.task.ground_unit(unit, self.job.context, self.grounder, emit)
-
-
-class Executor(Protocol):
-    """Runs the work units of a job, handing every line to ``emit`` in the driver.
-
-    An executor may also have ``execution() -> dict``: how its last
-    ``execute`` went (the executor, its workers, each worker's throughput),
-    which results.json records under ``execution``.
-    """
-
-    def execute(self, job: GroundingJob, units: Sequence[WorkUnit], emit: Emit) -> None: ...
-
-
-@dataclass
-class WorkerMeter:
-    """One worker's share of a sitting: units and lines done, seconds busy (loading included)."""
-
-    worker: str
-    units: int = 0
-    samples: int = 0
-    busy_seconds: float = 0.0
-    load_seconds: float = 0.0
-
-    def counting(self, emit: Emit) -> Emit:
-        def counted(line: Line) -> None:
-            self.samples += 1
-            emit(line)
-
-        return counted
-
-    @contextmanager
-    def timing(self) -> Iterator[None]:
-        started = time.perf_counter()
-        try:
-            yield
-        finally:
-            self.busy_seconds += time.perf_counter() - started
-
-    def to_dict(self) -> dict[str, Any]:
-        """The counts and ``samples_per_second`` once the model was loaded."""
-        grounding = self.busy_seconds - self.load_seconds
-        rate = self.samples / grounding if self.samples and grounding > 0 else None
-        return {
-            "worker": self.worker,
-            "units": self.units,
-            "samples": self.samples,
-            "busy_seconds": round(self.busy_seconds, 3),
-            "load_seconds": round(self.load_seconds, 3),
-            "samples_per_second": None if rate is None else round(rate, 4),
-        }
-
-
-class LocalExecutor:
-    """Grounds the units one after another in this process, with one grounder.
-
-    The grounder is built when the first probed video needs it, so a run with
-    nothing left to do, or with only missing videos, loads no model.
-    """
-
-    def __init__(self) -> None:
-        self._meter = WorkerMeter("local")
-
-    def execute(self, job: GroundingJob, units: Sequence[WorkUnit], emit: Emit) -> None:
-        worker = Worker(job)
-        self._meter = meter = WorkerMeter("local")
-        counted = meter.counting(emit)
-        for unit in units:
-            with meter.timing():
-                worker.run(unit, counted)
-            meter.units += 1
-            meter.load_seconds = worker.load_seconds
-
-    def execution(self) -> dict[str, Any]:
-        return {"executor": "local", "workers": 1, "per_worker": [self._meter.to_dict()]}
-
-
-def make_executor(
-    name: str = "local",
-    *,
-    ray_address: str | None = None,
-    workers: int | None = None,
-    cpus_per_worker: float | None = None,
-    gpus_per_worker: float | None = None,
-) -> Executor:
-    """The executor called ``name``: ``local`` (this process) or ``ray`` (Ray actors,
-    :class:`vgem.eval.ray_executor.RayExecutor`; needs the ``ray`` extra).
-
-    The local executor takes none of the other settings.
-    """
-    chosen = str(name).strip().lower()
-    ray_settings = {
-        "ray_address": ray_address,
-        "workers": workers,
-        "cpus_per_worker": cpus_per_worker,
-        "gpus_per_worker": gpus_per_worker,
-    }
-    if chosen == "local":
-        given = [setting for setting, value in ray_settings.items() if value is not None]
-        if given:
-            verb = "applies" if len(given) == 1 else "apply"
-            raise SettingsError(
-                f"{', '.join(f'`{setting}`' for setting in given)} {verb} to `executor` ray; "
-                "the local executor is this process alone.",
-                settings=("executor", *given),
-            )
-        return LocalExecutor()
-    if chosen == "ray":
-        from vgem.eval.ray_executor import RayExecutor
-
-        return RayExecutor(
-            ray_address,
-            workers=1 if workers is None else workers,
-            cpus_per_worker=1.0 if cpus_per_worker is None else cpus_per_worker,
-            gpus_per_worker=0.0 if gpus_per_worker is None else gpus_per_worker,
-        )
-    raise SettingsError(f"`executor` takes local or ray, not {name!r}.", settings=("executor",))
+    execution: dict[str, Any] | None = None
+    damaged: int = 0
+    failure: WorkerError | None = None
 
 
 # --------------------------------------------------------------------------- the run loop
@@ -278,11 +148,16 @@ def evaluate(
     retry_errors: bool = False,
     executor: Executor | None = None,
     listener: RunListener | None = None,
+    folder: OwnedFolder | None = None,
 ) -> RunOutcome:
     """Ground every selected sample that is not finished yet, and collect the lines to score.
 
-    Ctrl-C stops the sitting cleanly: the outcome says ``interrupted`` and
-    holds what was finished, so the caller can still report it.
+    ``folder``: the run folder, entered (locked) by the caller; without one the
+    run folder at ``run_dir`` is entered for the while. Ctrl-C (and SIGTERM, under
+    :func:`vgem.execution.signals.termination_as_interrupt`) stops the sitting
+    cleanly: the outcome says ``interrupted`` and holds what was finished, so
+    the caller can still report it; so does an executor that gave up
+    (``failure``).
     """
     log = PredictionLog(run_dir)
     written = 0
@@ -296,8 +171,14 @@ def evaluate(
 
     if listener is not None:
         listener.start(len(selection.samples))
-    with log.open(fresh=not resume):
-        previous = task.current_records(log.records(), selection.samples, context.settings_hash)
+    chosen = executor or LocalExecutor()
+    interrupted = False
+    failure: WorkerError | None = None
+    with contextlib.ExitStack() as stack:
+        if folder is None:
+            folder = stack.enter_context(run_folder(run_dir))  # nothing exists before this
+        stack.enter_context(log.open(fresh=not resume, folder=folder))
+        previous, damaged = _current(task, log, selection, context)
         finished = [
             line for line in previous.values() if task.is_finished(line, retry_errors=retry_errors)
         ]
@@ -306,22 +187,61 @@ def evaluate(
             listener.resume(finished)
         pending = [sample for sample in selection.samples if sample.id not in finished_ids]
         job = GroundingJob(task, context, load_grounder)
-        interrupted = False
-        chosen = executor or LocalExecutor()
+        started_at = utc_timestamp()
+        units = task.units(pending, selection.known_errors)
         try:
-            units = task.units(pending, selection.known_errors)
-            chosen.execute(job, units, emit)
+            if units:
+                chosen.execute(job, units, emit)
         except KeyboardInterrupt:
             interrupted = True
-        records = task.current_records(log.records(), selection.samples, context.settings_hash)
-    execution = getattr(chosen, "execution", None)
-    return RunOutcome(
-        records,
-        len(finished_ids),
-        written,
-        interrupted,
-        execution() if callable(execution) else {"executor": type(chosen).__name__},
-    )
+        except WorkerError as error:  # the executor gave up; what finished is kept
+            failure = error
+        records, _ = _current(task, log, selection, context)
+        if units:
+            sitting = {
+                **execution_of(chosen),
+                "started_at": started_at,
+                "finished_at": utc_timestamp(),
+                "interrupted": interrupted,
+            }
+            append_sitting(run_dir, plain_json(sitting))
+    sittings = read_sittings(run_dir)
+    execution = combine_sittings(sittings) if sittings else {"executor": "none: nothing to do"}
+    return RunOutcome(records, len(finished_ids), written, interrupted, execution, damaged, failure)
+
+
+def _current(
+    task: Task, log: PredictionLog, selection: Selection, context: RunContext
+) -> tuple[dict[str, dict[str, Any]], int]:
+    """The lines a run may keep, and how many lines of the file could not be used."""
+    records = log.records()
+    usable = [record for record in records if task.line_problem(record) is None]
+    damaged = log.damaged + len(records) - len(usable)
+    return task.current_records(usable, selection.samples, context.settings_hash), damaged
+
+
+def pending_count(
+    selection: Selection,
+    task: Task,
+    run_dir: str | os.PathLike[str],
+    settings_hash: str,
+    *,
+    resume: bool = True,
+    retry_errors: bool = False,
+) -> int:
+    """How many samples a sitting would ground (reads the predictions file, locks and
+    writes nothing): what decides whether an executor must be started at all."""
+    if not resume:
+        return len(selection.samples)
+    log = PredictionLog(run_dir)
+    usable = [record for record in log.records() if task.line_problem(record) is None]
+    previous = task.current_records(usable, selection.samples, settings_hash)
+    finished = {
+        line["id"]
+        for line in previous.values()
+        if task.is_finished(line, retry_errors=retry_errors)
+    }
+    return sum(1 for sample in selection.samples if sample.id not in finished)
 
 
 # --------------------------------------------------------------------------- the front door
@@ -403,8 +323,9 @@ def run(
     directory = Path(
         run_dir or default_run_dir(chosen.run_label(source.label), backbone, settings_hash)
     ).expanduser()
-    # its results file must be writable (the default folder too): say so before any model
-    check_output(directory / RESULTS_FILE, setting="run_dir", inputs=[source.manifest])
+    inputs = [source.manifest, weights]
+    folder = run_folder(directory, inputs=inputs)
+    check_run_folder(folder)  # a file vgem did not write there is refused before any work
     description = RunDescription(
         dataset=source.dataset,
         manifest=None if source.manifest is None else str(source.manifest),
@@ -422,31 +343,59 @@ def run(
         label=source.label,
         weights_sha256=weights_checksum(weights),  # is it the published file? (`compare`)
     )
-    outcome = evaluate(
-        selection,
-        chosen,
-        context=RunContext(source.root, settings_hash, source_fps),
-        run_dir=directory,
-        load_grounder=load_grounder
-        or GrounderRecipe(backbone, weights, settings, None if nlp_dir is None else str(nlp_dir)),
-        resume=resume,
-        retry_errors=retry_errors,
-        executor=executor,
-        listener=progress,
+    chosen_executor = executor or LocalExecutor()
+    pending = pending_count(
+        selection, chosen, directory, settings_hash, resume=resume, retry_errors=retry_errors
     )
-    document = build_results(
-        description,
-        selection,
-        outcome.records,
-        task=chosen,
-        finished_at=utc_timestamp(),
-        resumed=outcome.resumed,
-        evaluated=outcome.written,
-        execution=outcome.execution,
-    )
-    results_path = write_results(directory / RESULTS_FILE, document)
-    write_report(directory, document)  # report.html beside it (vgem.eval.html_report)
+    if pending:
+        start_executor(chosen_executor)  # a refused start leaves nothing behind
+    try:
+        with folder:
+            outcome = evaluate(
+                selection,
+                chosen,
+                context=RunContext(source.root, settings_hash, source_fps),
+                run_dir=directory,
+                load_grounder=load_grounder
+                or GrounderRecipe(
+                    backbone, weights, settings, None if nlp_dir is None else str(nlp_dir)
+                ),
+                resume=resume,
+                retry_errors=retry_errors,
+                executor=chosen_executor,
+                listener=progress,
+                folder=folder,
+            )
+            document = build_results(
+                description,
+                selection,
+                outcome.records,
+                task=chosen,
+                finished_at=utc_timestamp(),
+                resumed=outcome.resumed,
+                evaluated=outcome.written,
+                execution=outcome.execution,
+                damaged=outcome.damaged,
+            )
+            results_path = write_results(directory / RESULTS_FILE, document, folder=folder)
+            write_report(directory, document, folder=folder)  # report.html beside it
+    finally:
+        stop_executor(chosen_executor)
+    if outcome.failure is not None:
+        raise outcome.failure  # said once the results of what finished are written
     return EvalResult(document, results_path, directory, outcome.interrupted)
+
+
+def damaged_lines(run_dir: str | os.PathLike[str], document: Mapping[str, Any]) -> int:
+    """How many lines of a finished run's predictions file cannot be used now (an edit
+    gone wrong): ``vgem eval --show`` says so; resuming the run grounds their samples
+    again."""
+    from vgem.eval.tasks import task_of_document
+
+    task = task_of_document(document)
+    log = PredictionLog(run_dir)
+    records = log.records()
+    return log.damaged + sum(1 for record in records if task.line_problem(record) is not None)
 
 
 def export_manifest(samples: Sequence[Sample], path: str | os.PathLike[str]) -> int:

@@ -16,14 +16,18 @@ from __future__ import annotations
 import base64
 import hashlib
 import io
+import math
 import subprocess
 from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from vgem.outputs import OwnedFolder
 
 GALLERY_LIMIT = 60  # pictures in a report at most (about 10 KB each)
 PER_CLASS = 4  # of one class at most: misses first, then hits
@@ -113,37 +117,46 @@ def picture_name(line: Mapping[str, Any]) -> str:
 
 
 def write_pictures(
-    lines: Sequence[Mapping[str, Any]], root: Path, folder: Path
+    lines: Sequence[Mapping[str, Any]], root: Path, folder: OwnedFolder, subfolder: str
 ) -> dict[str, Picture]:
-    """A picture per line (by id) in ``folder``: decoded, drawn and written, or reused.
+    """A picture per line (by id) in ``subfolder`` of the run folder ``folder``: decoded,
+    drawn and written, or reused.
 
-    Pictures of earlier reports that this one does not show are removed.
+    A picture's name is a hash of what it shows, so one already there is reused
+    as it is. Pictures of earlier reports that this one does not show are
+    removed, but only those vgem wrote (and nobody has changed since).
     """
-    from vgem.results import atomic_write
-
-    folder.mkdir(parents=True, exist_ok=True)
+    pictures = folder.make_folder(subfolder)
     wanted = {str(line["id"]): picture_name(line) for line in lines}
-    to_draw = [line for line in lines if not (folder / wanted[str(line["id"])]).is_file()]
+    to_draw = [line for line in lines if not (pictures / wanted[str(line["id"])]).exists()]
 
     def draw(line: Mapping[str, Any]) -> tuple[str, bool]:
-        frame = grab_frame(root / str(line.get("video", "")), float(line.get("time", 0.0)))
+        frame = grab_frame(root / str(line.get("video", "")), _number(line.get("time")))
         image = card_image(line, frame)
         buffer = io.BytesIO()
         image.save(buffer, format="JPEG", quality=80)
         data = buffer.getvalue()
-        atomic_write(folder / wanted[str(line["id"])], lambda path: path.write_bytes(data))
+        folder.write(f"{subfolder}/{wanted[str(line['id'])]}", lambda path: path.write_bytes(data))
         return str(line["id"]), frame is not None
 
     drawn: dict[str, bool] = {}
     if to_draw:
         with ThreadPoolExecutor(max_workers=min(DECODERS, len(to_draw))) as pool:
             drawn = dict(pool.map(draw, to_draw))
-    for stale in folder.glob("*.jpg"):
-        if stale.name not in set(wanted.values()):
-            stale.unlink(missing_ok=True)
+    shown = set(wanted.values())
+    for stale in pictures.glob("*.jpg"):
+        if stale.name not in shown:
+            folder.remove(stale)  # only vgem's own pictures go
     return {
         sample_id: Picture(name, drawn.get(sample_id, True)) for sample_id, name in wanted.items()
     }
+
+
+def _number(value: Any) -> float:
+    """A line's number as a float (0 when it is not one: a damaged line draws nothing)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return 0.0
+    return float(value) if math.isfinite(value) else 0.0
 
 
 def grab_frame(video: Path, time: float, width: int = THUMBNAIL_WIDTH) -> np.ndarray | None:

@@ -20,13 +20,16 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from html import escape
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from vgem.eval.paper import DATASET_TITLES, paper_comparison
+from vgem.eval.run_folder import REPORT_FILE, REPORT_FOLDER, run_folder
 from vgem.eval.tasks import Task, task_of_document
 
-REPORT_FILE = "report.html"
-REPORT_FOLDER = "report"
+if TYPE_CHECKING:
+    from vgem.outputs import OwnedFolder
+
+__all__ = ["REPORT_FILE", "REPORT_FOLDER", "render_report", "write_report"]
 TIMELINES_LIMIT = 40  # videos with a timeline, worst first
 ERRORS_SHOWN = 500
 # One colour per query in timelines (Okabe-Ito, told apart by colour-blind readers too).
@@ -47,31 +50,48 @@ class Figure:
 
 
 def write_report(
-    run_dir: str | os.PathLike[str], document: Mapping[str, Any] | None = None
+    run_dir: str | os.PathLike[str],
+    document: Mapping[str, Any] | None = None,
+    *,
+    folder: OwnedFolder | None = None,
 ) -> Path:
     """Write ``report.html`` (and its pictures) into ``run_dir``; returns its path.
 
     ``document`` is the run's results document (read from ``results.json``
     when not given). The gallery shows the samples of the worst classes first.
+    ``folder``: the run folder, entered by the caller (a run); without one it
+    is entered (locked) here, so a report is never rewritten under a running
+    evaluation, and a ``report.html`` vgem did not write is never replaced.
     """
+    import contextlib
+
     from vgem.eval.gallery import current_lines
     from vgem.eval.report import load_results
     from vgem.eval.run_log import PredictionLog
-    from vgem.results import atomic_write
 
     directory = Path(run_dir).expanduser()
     document = document if document is not None else load_results(directory)
-    lines = current_lines(PredictionLog(directory).records(), str(document.get("settings_hash")))
-    page = render_report(document, list(lines.values()), directory)
-    return atomic_write(
-        directory / REPORT_FILE, lambda path: path.write_text(page, encoding="utf-8")
-    )
+    with contextlib.ExitStack() as stack:
+        if folder is None:
+            folder = run_folder(directory, setting="show")
+            folder.check([REPORT_FILE], folders=[REPORT_FOLDER])
+            stack.enter_context(folder)
+        task = task_of_document(document)
+        records = PredictionLog(directory).records()
+        usable = [record for record in records if task.line_problem(record) is None]
+        lines = current_lines(usable, str(document.get("settings_hash")))
+        page = render_report(document, list(lines.values()), directory, folder)
+        return folder.write(REPORT_FILE, lambda path: path.write_text(page, encoding="utf-8"))
 
 
 def render_report(
-    document: Mapping[str, Any], lines: Sequence[Mapping[str, Any]], run_dir: Path
+    document: Mapping[str, Any],
+    lines: Sequence[Mapping[str, Any]],
+    run_dir: Path,
+    folder: OwnedFolder,
 ) -> str:
-    """The page's HTML for a results document and its current prediction lines."""
+    """The page's HTML for a results document and its current prediction lines; the
+    gallery's pictures are written into the run folder ``folder`` (entered)."""
     import jinja2
 
     task = task_of_document(document)
@@ -119,7 +139,7 @@ def render_report(
         order = _worst_first(classes)
         context["class_chart"] = class_chart(classes, order)
         context["gallery"], context["gallery_classes"] = _gallery(
-            lines, order, classes, Path(str(document.get("root") or ".")), run_dir
+            lines, order, classes, Path(str(document.get("root") or ".")), folder
         )
     environment = jinja2.Environment(
         loader=jinja2.PackageLoader("vgem.eval", "templates"),
@@ -266,13 +286,13 @@ def _gallery(
     order: Sequence[str],
     classes: Mapping[str, Mapping[str, Any]],
     root: Path,
-    run_dir: Path,
+    folder: OwnedFolder,
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """The gallery's cards (worst classes first) and its class filter's choices."""
     from vgem.eval.gallery import choose_samples, write_pictures
 
     chosen = choose_samples(lines, order)
-    pictures = write_pictures(chosen, root, run_dir / REPORT_FOLDER)
+    pictures = write_pictures(chosen, root, folder, REPORT_FOLDER)
     cards = []
     for line in chosen:
         picture = pictures[str(line["id"])]

@@ -20,16 +20,18 @@ from typing import TYPE_CHECKING, Any
 
 from vgem.errors import DatasetError
 from vgem.eval.paper import DATASET_TITLES, PUBLISHED_AVERAGE, paper_comparison
+from vgem.eval.run_folder import RESULTS_FILE, RESULTS_SCHEMA
 from vgem.eval.tasks import SpatialTask, Task, task_of_document
-from vgem.plain import mean_of
+from vgem.plain import mean_of, visible
 
 if TYPE_CHECKING:
     from rich.table import Table
 
-    from vgem.eval.samples import Selection
+    from vgem.eval.selection import Selection
+    from vgem.outputs import OwnedFolder
 
-SCHEMA = "vgem.eval/1"
-RESULTS_FILE = "results.json"
+SCHEMA = RESULTS_SCHEMA
+__all__ = ["RESULTS_FILE", "SCHEMA", "build_results", "load_results", "render_tables"]
 
 
 @dataclass(frozen=True)
@@ -65,14 +67,17 @@ def build_results(
     resumed: int,
     evaluated: int,
     execution: Mapping[str, Any] | None = None,
+    damaged: int = 0,
 ) -> dict[str, Any]:
     """The results.json document: every figure, every error, the full settings.
 
     ``task`` defaults to the spatial task with the description's metrics;
-    ``execution`` says how this sitting's work was executed (the executor,
-    its workers and each one's throughput).
+    ``execution`` says how the run's work was executed, over all its sittings
+    (the executor, its workers, where each ran and its throughput);
+    ``damaged``: lines of the predictions file that could not be used (their
+    samples were grounded again).
     """
-    from vgem import __version__
+    from vgem.version import __version__
 
     task = task or SpatialTask(tuple(description.metrics))
     overall, per_dataset = task.score(
@@ -112,6 +117,7 @@ def build_results(
         "started_at": description.started_at,
         "finished_at": finished_at,
         "this_sitting": {"resumed": resumed, "evaluated": evaluated},
+        "damaged_lines": damaged,
         "execution": dict(execution or {}),
         "overall": overall,
         "datasets": per_dataset,
@@ -145,12 +151,21 @@ def versions() -> dict[str, str | None]:
     return found
 
 
-def write_results(path: str | Path, document: Mapping[str, Any]) -> Path:
-    """Write results.json atomically: a reader never sees half of it."""
-    from vgem.results import atomic_write
+def write_results(
+    path: str | Path, document: Mapping[str, Any], *, folder: OwnedFolder | None = None
+) -> Path:
+    """Write results.json atomically: a reader never sees half of it. ``folder``: the
+    run folder it lands in (entered), which must not replace a file vgem did not write."""
+    from vgem.staging import atomic_write
 
     text = json.dumps(document, indent=2, ensure_ascii=False, allow_nan=False) + "\n"
-    return atomic_write(path, lambda temporary: temporary.write_text(text, encoding="utf-8"))
+
+    def write(temporary: Path) -> None:
+        temporary.write_text(text, encoding="utf-8")
+
+    if folder is not None:
+        return folder.write(Path(path).name, write)
+    return atomic_write(path, write)
 
 
 def load_results(run_dir: str | Path) -> dict[str, Any]:
@@ -206,7 +221,6 @@ def render_tables(
 
 def _table(documents: list[Mapping[str, Any]], compare_paper: bool, retry_hint: str) -> Table:
     """The counts, the task's figure columns, and (spatial) the paper's figure beside."""
-    from rich.markup import escape
     from rich.table import Table
 
     first = documents[0]
@@ -228,7 +242,7 @@ def _table(documents: list[Mapping[str, Any]], compare_paper: bool, retry_hint: 
     comparisons = [paper_comparison(document) for document in documents]
     refused = [str(match.reason) for match in comparisons if match.row is None]
     with_paper = compare_paper and task.compares_with_paper and not refused
-    table = Table(title=escape(task.table_title(first)), title_justify="left")
+    table = Table(title=_shown(task.table_title(first)), title_justify="left")
     count_names = ["scored", "errors"] + (["pending"] if with_pending else [])
     # Headers fold rather than end in "…" when space is short: a title is never cut.
     if with_runs:
@@ -255,8 +269,8 @@ def _table(documents: list[Mapping[str, Any]], compare_paper: bool, retry_hint: 
         return _paper_cells(accuracy, published)
 
     for row in rows:
-        label = escape(DATASET_TITLES.get(row.dataset, row.dataset))
-        run = [escape(row.run)] if with_runs else []
+        label = _shown(DATASET_TITLES.get(row.dataset, row.dataset))
+        run = [_shown(row.run)] if with_runs else []
         table.add_row(*run, label, *cells([row]), *paper_cells([row], row.published))
     if len(rows) > 1:
         table.add_section()
@@ -276,9 +290,18 @@ def _table(documents: list[Mapping[str, Any]], compare_paper: bool, retry_hint: 
     if with_pending:
         notes.append("the run is incomplete: run the same command again to finish it")
     if notes:
-        table.caption = escape("; ".join(notes))
+        table.caption = _shown("; ".join(notes))
         table.caption_justify = "left"
     return table
+
+
+def _shown(text: str) -> str:
+    """Text from a results document as a table shows it: never read as rich markup, and
+    its control characters escaped (a dataset name from a manifest cannot reach the
+    terminal as an escape sequence)."""
+    from rich.markup import escape
+
+    return escape(visible(str(text)))
 
 
 def run_name(document: Mapping[str, Any]) -> str:

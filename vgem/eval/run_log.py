@@ -1,15 +1,15 @@
-"""A run's predictions file: what identifies a run and a sample, the locked
-append-only log, and the rule for which lines a resumed run may keep.
+"""A run's predictions file: what identifies a run and a sample, the append-only
+log, and the rule for which lines a resumed run may keep.
 
 Lines are written, flushed and fsynced one by one; a torn last line (a kill
-in the middle of a write) is cut off when the file is opened again, and a
-lock file keeps two runs from appending to one directory at once.
+in the middle of a write) is cut off when the file is opened again. The run
+folder is locked while the log is open (:class:`vgem.outputs.OwnedFolder`), so
+two runs cannot append to one folder at once.
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -19,31 +19,32 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 
 from vgem.errors import VgemError, os_error_text
 from vgem.eval.manifest import sample_to_record
-from vgem.plain import plain_json
+from vgem.eval.run_folder import PREDICTIONS_FILE, SITTINGS_FILE, run_folder
+from vgem.execution.recipe import THROUGHPUT_SETTINGS, run_identity
+from vgem.plain import fingerprint
 
 if TYPE_CHECKING:
     from vgem.eval.samples import Sample, VideoSample
-    from vgem.settings import Settings
+    from vgem.outputs import OwnedFolder
 
-
-PREDICTIONS_FILE = "predictions.jsonl"
-LOCK_FILE = ".lock"
-
-# Options that change speed, never the numbers, so a run may be resumed with others.
-THROUGHPUT_SETTINGS = frozenset({"batch_size", "device"})
+__all__ = [
+    "PREDICTIONS_FILE",
+    "THROUGHPUT_SETTINGS",
+    "PredictionLog",
+    "RunError",
+    "current_records",
+    "fingerprint",
+    "run_identity",
+    "sample_fingerprint",
+    "video_fingerprint",
+]
 
 
 class RunError(VgemError):
-    """The run directory cannot be used (another run holds it, or it cannot be written)."""
+    """The run directory cannot be used (it cannot be written)."""
 
 
 # --------------------------------------------------------------------------- identities
-
-
-def fingerprint(value: Any) -> str:
-    """A short, stable hash of a JSON-able value (key order does not matter)."""
-    text = json.dumps(value, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:12]
 
 
 def sample_fingerprint(sample: Sample) -> str:
@@ -56,34 +57,6 @@ def video_fingerprint(sample: VideoSample) -> str:
     return fingerprint(sample.to_record())
 
 
-def run_identity(
-    backbone: str, weights: str | None, settings: Settings, source_fps: float
-) -> dict[str, Any]:
-    """Everything that decides a prediction, as JSON: what the settings hash covers.
-
-    Batch size and device are left out, so a run started on one machine can be
-    finished on another; precision stays in, as bf16 moves points.
-    """
-    method = {
-        name: value for name, value in settings.to_dict().items() if name not in THROUGHPUT_SETTINGS
-    }
-    return {
-        "backbone": backbone.strip(),
-        "weights": _weights_identity(weights),
-        "source_fps": float(source_fps),
-        # As JSON reads it back (tuples as lists), so that the hash is that of the file.
-        "settings": plain_json(method),
-    }
-
-
-def _weights_identity(weights: str | None) -> str | None:
-    """A local checkpoint by absolute path, so a run resumes from another folder."""
-    if weights is None:
-        return None
-    path = Path(weights).expanduser()
-    return str(path.resolve()) if path.exists() else weights
-
-
 # --------------------------------------------------------------------------- predictions file
 
 
@@ -92,18 +65,21 @@ class PredictionLog:
 
     Reading tolerates what a kill can leave behind: a last line without its
     newline (a torn write) is ignored, and cut off before the next append so
-    it cannot swallow the line written after it. While open, the run
-    directory is locked, so two runs cannot evaluate the same samples twice.
+    it cannot swallow the line written after it. A complete line that is not
+    a JSON object with a string ``id`` (an edit gone wrong) is skipped and
+    counted in ``damaged`` (its sample is grounded again). While open, the run
+    folder is locked, so two runs cannot evaluate the same samples twice.
     """
 
     def __init__(self, run_dir: str | os.PathLike[str]) -> None:
         self.run_dir = Path(run_dir)
         self.path = self.run_dir / PREDICTIONS_FILE
-        self._lock: BinaryIO | None = None
         self._handle: BinaryIO | None = None
+        self.damaged = 0  # complete lines of the last records() that were not records
 
     def records(self) -> list[dict[str, Any]]:
         """Every complete, valid line, in file order."""
+        self.damaged = 0
         if not self.path.is_file():
             return []
         records = []
@@ -111,47 +87,55 @@ class PredictionLog:
             for raw_line in handle:
                 if not raw_line.endswith(b"\n"):
                     break
+                if not raw_line.strip():
+                    continue
                 try:
                     record = json.loads(raw_line)
                 except ValueError:
+                    self.damaged += 1
                     continue
                 if isinstance(record, dict) and isinstance(record.get("id"), str):
                     records.append(record)
+                else:
+                    self.damaged += 1
         return records
 
     @contextlib.contextmanager
-    def open(self, *, fresh: bool = False) -> Iterator[PredictionLog]:
-        """Lock the run directory and open the file for appending.
+    def open(
+        self, *, fresh: bool = False, folder: OwnedFolder | None = None
+    ) -> Iterator[PredictionLog]:
+        """Open the file for appending, in the run folder ``folder`` (entered: locked);
+        without one, the run folder is entered (created and locked) for the while.
 
-        ``fresh`` starts an empty file; the previous one is kept beside it as
-        ``predictions-<UTC time>.jsonl`` rather than deleted.
+        ``fresh`` starts an empty file; the previous one (and its sittings) is kept
+        beside it as ``predictions-<UTC time>.jsonl`` rather than deleted.
         """
-        try:
-            self.run_dir.mkdir(parents=True, exist_ok=True)
-            lock = (self.run_dir / LOCK_FILE).open("a+b")
-        except OSError as error:
-            reason = os_error_text(error)
-            raise RunError(f"Cannot use the run directory {self.run_dir}: {reason}.") from error
-        try:
-            _lock_exclusively(lock, self.run_dir)
-            if fresh and self.path.exists():
-                stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-                self.path.replace(self.run_dir / f"predictions-{stamp}.jsonl")
+        with contextlib.ExitStack() as stack:
+            if folder is None:
+                folder = stack.enter_context(run_folder(self.run_dir))
             try:
+                if fresh and self.path.exists():
+                    _set_aside(folder, self.run_dir)
                 # Unbuffered: a failed write leaves nothing waiting in a buffer that
                 # a later flush could complete behind our back.
                 handle = self.path.open("a+b", buffering=0)
             except OSError as error:
                 raise RunError(f"Cannot write {self.path}: {os_error_text(error)}.") from error
             with handle:
+                try:
+                    folder.note_log(PREDICTIONS_FILE)
+                    folder.note_log(SITTINGS_FILE)
+                except OSError as error:
+                    raise RunError(
+                        f"Cannot write in the run folder {self.run_dir}: {os_error_text(error)}. "
+                        "The run stopped before grounding; every sample stays pending."
+                    ) from error
                 _cut_torn_tail(handle)
-                self._lock, self._handle = lock, handle
+                self._handle = handle
                 try:
                     yield self
                 finally:
-                    self._lock = self._handle = None
-        finally:
-            lock.close()
+                    self._handle = None
 
     def append(self, record: Mapping[str, Any]) -> None:
         """Write one line and wait until it is on disk.
@@ -183,18 +167,22 @@ class PredictionLog:
             ) from error
 
 
-def _lock_exclusively(lock: BinaryIO, run_dir: Path) -> None:
-    try:
-        import fcntl
-    except ImportError:  # Windows: no advisory locks; runs must not share a directory
-        return
-    try:
-        fcntl.flock(lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        raise RunError(
-            f"Another vgem eval is running in {run_dir}; wait for it or choose another `run_dir`.",
-            settings=("run_dir",),
-        ) from None
+def _set_aside(folder: OwnedFolder, run_dir: Path) -> None:
+    """Move the log and its sittings aside (``NAME-<UTC time>.jsonl``), never onto a file."""
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    for name in (PREDICTIONS_FILE, SITTINGS_FILE):
+        source = run_dir / name
+        if not source.exists():
+            continue
+        stem = Path(name).stem
+        number = 0
+        while True:
+            aside = f"{stem}-{stamp}{'' if not number else f'-{number}'}.jsonl"
+            if not (run_dir / aside).exists():
+                break
+            number += 1
+        folder.note_log(aside)
+        source.replace(run_dir / aside)
 
 
 def _cut_torn_tail(handle: BinaryIO) -> None:
@@ -249,3 +237,32 @@ def current_records(
         ):
             latest[sample_id] = dict(record)
     return latest
+
+
+# --------------------------------------------------------------------------- sittings
+
+
+def append_sitting(run_dir: str | os.PathLike[str], sitting: Mapping[str, Any]) -> None:
+    """Add one sitting's account (how it was executed) to ``sittings.jsonl``."""
+    line = json.dumps(dict(sitting), ensure_ascii=False, separators=(",", ":"), default=str)
+    path = Path(run_dir) / SITTINGS_FILE
+    try:
+        with path.open("ab") as handle:
+            handle.write(line.encode("utf-8") + b"\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+    except OSError as error:
+        raise RunError(f"Cannot write {path}: {os_error_text(error)}.") from error
+
+
+def read_sittings(run_dir: str | os.PathLike[str]) -> list[dict[str, Any]]:
+    """Every sitting's account in ``sittings.jsonl``, oldest first (damaged lines skipped)."""
+    path = Path(run_dir) / SITTINGS_FILE
+    sittings: list[dict[str, Any]] = []
+    with contextlib.suppress(OSError):
+        for raw_line in path.read_bytes().split(b"\n")[:-1]:
+            with contextlib.suppress(ValueError):
+                sitting = json.loads(raw_line)
+                if isinstance(sitting, dict):
+                    sittings.append(sitting)
+    return sittings

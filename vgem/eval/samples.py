@@ -6,15 +6,14 @@ their ground-truth segments and boxes (the whole-video tasks). Both are
 immutable and compare by value, so their fingerprints identify an annotation.
 Dataset adapters build them from annotation releases (vgem.eval.datasets),
 the manifest reads and writes samples (vgem.eval.manifest), and
-:func:`select_samples` picks those a run evaluates.
+:func:`vgem.eval.selection.select_samples` picks those a run evaluates.
 """
 
 from __future__ import annotations
 
 import math
-import random
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from numbers import Integral, Real
 from typing import Any, TypeVar
 
@@ -243,70 +242,6 @@ def segments_from_boxes(boxes: Iterable[TruthBox]) -> list[TruthSegment]:
             if second is not None:
                 start = previous = second
     return sorted(segments, key=lambda segment: (segment.start, segment.step))
-
-
-@dataclass(frozen=True)
-class Selection:
-    """The samples a run evaluates, in order, and what could not be read.
-
-    ``problems`` holds every problem the reader reported, in reading order,
-    including those that still carry a sample (one that cannot be run): such
-    a sample is in ``samples`` as well, with its reason in ``known_errors``,
-    so that it is counted as an error rather than silently dropped. ``data``
-    is the data report of everything read, before any limit
-    (:class:`vgem.eval.data_report.DataReport`).
-    """
-
-    samples: list[Any]  # Sample or VideoSample objects, as the source reads them
-    problems: list[ManifestProblem]
-    known_errors: dict[str, str] = field(default_factory=dict)
-    data: Any = None  # a DataReport; Any keeps this module free of the report's import
-
-
-def select_samples(
-    items: Iterable[Sample | VideoSample | ManifestProblem | DataNote],
-    *,
-    limit: int | None = None,
-    shuffle_seed: int | None = None,
-) -> Selection:
-    """The samples to run: all of them, or ``limit`` of them in (seeded) random order.
-
-    Shuffling before limiting makes ``limit=200, shuffle_seed=0`` a fair
-    random subset rather than the first videos of the file; the same seed
-    always gives the same subset, so such a run can be resumed. The data
-    report covers every item read, whatever the limit.
-    """
-    from vgem.eval.data_report import build_data_report
-
-    samples: list[Sample | VideoSample] = []
-    problems: list[ManifestProblem] = []
-    notes: list[DataNote] = []
-    known_errors: dict[str, str] = {}
-    seen_ids: set[str] = set()
-    for item in items:
-        if isinstance(item, DataNote):
-            notes.append(item)
-            continue
-        if isinstance(item, ManifestProblem):
-            problems.append(item)
-            if item.sample is None or item.sample.id in seen_ids:
-                continue
-            known_errors[item.sample.id] = item.reason
-            item = item.sample
-        elif item.id in seen_ids:
-            source = item.dataset or "samples"
-            problems.append(ManifestProblem(source, f"duplicate id {item.id!r}"))
-            continue
-        seen_ids.add(item.id)
-        samples.append(item)
-    data = build_data_report(samples, problems, notes)
-    if shuffle_seed is not None:
-        random.Random(shuffle_seed).shuffle(samples)
-    if limit is not None:
-        samples = samples[:limit]
-        kept = {sample.id for sample in samples}
-        known_errors = {key: reason for key, reason in known_errors.items() if key in kept}
-    return Selection(samples, problems, known_errors, data)
 
 
 def group_by_video(samples: Iterable[AnySample]) -> dict[str, list[AnySample]]:

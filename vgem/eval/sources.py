@@ -14,7 +14,8 @@ from typing import Any
 
 from vgem.errors import DatasetError
 from vgem.eval.datasets.base import dataset_root
-from vgem.eval.samples import ManifestProblem, Sample, Selection, VideoSample, select_samples
+from vgem.eval.samples import ManifestProblem, Sample, VideoSample
+from vgem.eval.selection import Selection, select_samples
 
 Item = Sample | VideoSample | ManifestProblem
 

@@ -42,11 +42,27 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
-from vgem.errors import InputError, SettingsError, os_error_text
+from vgem.errors import InputError, SettingsError
+from vgem.eval.lines import (
+    BOX,
+    HEAD_FIELDS,
+    MODEL_POINT,
+    POINT,
+    field_problem,
+    is_flag,
+    is_number,
+    is_text,
+    is_whole,
+    list_of,
+    map_of,
+    missing,
+    optional,
+    row_of,
+)
 from vgem.eval.metrics import (
     DEFAULT_MASK_THRESHOLD,
     PointingGame,
@@ -74,12 +90,19 @@ from vgem.eval.temporal_metrics import (
     temporal_iou,
     tube_iou,
 )
+from vgem.execution.units import (
+    Emit,
+    Line,
+    SupportsGround,
+    WorkUnit,
+    error_reason,
+    missing_video_reason,
+)
 from vgem.plain import utc_timestamp
 
 if TYPE_CHECKING:
     import numpy as np
 
-    from vgem.grounder import OnGrounded
     from vgem.results import GroundedTime, GroundingResult
     from vgem.temporal import TemporalSettings
     from vgem.video import VideoInfo
@@ -93,31 +116,6 @@ VIDEO_TASK_METRICS = {
 }
 GROUNDING_FPS = 1.0  # whole videos: the annotation's rate, one grounded time per second
 
-Line = dict[str, Any]
-Emit = Callable[[Line], None]
-
-
-class SupportsGround(Protocol):
-    """What a task needs of a grounder: :class:`vgem.grounder.Grounder` has it.
-
-    ``ground`` is the part of :meth:`vgem.grounder.Grounder.ground` the tasks
-    call: an already probed video, a list of queries and these keywords.
-    """
-
-    @property
-    def input_size(self) -> int: ...
-
-    def ground(
-        self,
-        video: VideoInfo,
-        queries: Sequence[str],
-        *,
-        fps: float | None = None,
-        at: Sequence[float] | None = None,
-        temporal: TemporalSettings | None = None,
-        on_grounded: OnGrounded | None = None,
-    ) -> GroundingResult: ...
-
 
 @dataclass(frozen=True)
 class RunContext:
@@ -126,15 +124,6 @@ class RunContext:
     root: Path
     settings_hash: str
     source_fps: float = 1.0
-
-
-@dataclass(frozen=True)
-class WorkUnit:
-    """The samples of one video, grounded together (picklable: sent to workers)."""
-
-    video: str
-    samples: tuple[Any, ...]
-    known_errors: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -163,18 +152,6 @@ class Stopwatch:
             yield
         finally:
             self._mark = time.perf_counter() - elapsed
-
-
-def missing_video_reason(video: str, root: Path) -> str:
-    """What the line of a sample whose video is missing says."""
-    return f"video {video!r} not found under {root}"
-
-
-def error_reason(error: BaseException) -> str:
-    """A failure as the line of a sample records it."""
-    if isinstance(error, OSError):
-        return f"{getattr(error, 'filename', None) or 'video'}: {os_error_text(error)}"
-    return str(error)
 
 
 class Tally(ABC):
@@ -292,6 +269,21 @@ class Task(ABC):
 
     @abstractmethod
     def is_complete(self, record: Mapping[str, Any]) -> bool: ...
+
+    def line_problem(self, line: Mapping[str, Any]) -> str | None:
+        """Why a line read back from the predictions file cannot be used (None: it can).
+
+        A line a person edited into wrong types is damaged: the run counts it
+        and grounds its sample again (see :mod:`vgem.eval.lines`).
+        """
+        problem = field_problem(line, HEAD_FIELDS)
+        if problem or "error" in line:
+            return problem
+        return self.scored_problem(line)
+
+    def scored_problem(self, line: Mapping[str, Any]) -> str | None:
+        """Why a scored line's own fields cannot be used (None: they can)."""
+        return None
 
     # ----------------------------------------------------------------- grounding
 
@@ -425,6 +417,27 @@ class Task(ABC):
 # --------------------------------------------------------------------------- spatial
 
 
+def _unit_interval(value: Any) -> bool:
+    return is_number(value) and 0 <= value <= 1
+
+
+#: What the fields of a spatial line must be when present.
+SPATIAL_FIELDS = {
+    "class": is_text,
+    "query": is_text,
+    "time": is_number,
+    "frame": is_whole,
+    "input_size": is_whole,
+    "model_point": MODEL_POINT,
+    "model_boxes": list_of(BOX),
+    "hit": is_flag,
+    "point": POINT,
+    "prompt_points": map_of(POINT),
+    "iou": _unit_interval,
+    "www_iou": optional(_unit_interval),
+}
+
+
 class SpatialTally(Tally):
     def __init__(
         self,
@@ -490,6 +503,12 @@ class SpatialTask(Task):
 
     def head_fields(self, sample: Sample) -> dict[str, Any]:
         return {"class": sample.class_key, "video": sample.video, "query": sample.query}
+
+    def scored_problem(self, line: Mapping[str, Any]) -> str | None:
+        problem = field_problem(line, SPATIAL_FIELDS)
+        if problem is None and "hit" in line:
+            problem = missing(line, ("time", "model_point", "model_boxes"))
+        return problem
 
     def is_complete(self, record: Mapping[str, Any]) -> bool:
         # a line from a run without map (or www) lacks the IoU that a run with it needs
@@ -796,6 +815,18 @@ class VideoTally(Tally):
         }
 
 
+#: What the fields of a whole-video line must be when present.
+VIDEO_FIELDS = {
+    "task": is_text,
+    "queries": list_of(is_text),
+    "times": is_whole,
+    "input_size": is_whole,
+    "threshold": is_number,
+    "segments": list_of(row_of(is_whole, is_number, is_number, is_number)),
+    "pointing": list_of(row_of(is_whole, is_whole, is_whole, is_whole, is_flag)),
+    "truth": list_of(row_of(is_whole, is_number, is_number)),
+}
+
 # Per task: the frame-wise columns (title, figure) and the detection mAP figure.
 VIDEO_TASK_FIGURES: dict[str, tuple[tuple[tuple[str, str], ...], str]] = {
     "spatiotemporal": ((("IoU+Pointing %", "iou_pointing"),), "video_map"),
@@ -843,6 +874,19 @@ class WholeVideoTask(Task):
 
     def is_complete(self, record: Mapping[str, Any]) -> bool:
         return "segments" in record and "pointing" in record
+
+    def scored_problem(self, line: Mapping[str, Any]) -> str | None:
+        problem = field_problem(line, VIDEO_FIELDS)
+        if problem is not None or not ("segments" in line or "pointing" in line):
+            return problem
+        queries = line.get("queries")
+        if queries is None:
+            return "queries is missing"
+        indexed = [row[0] for row in line.get("segments", []) + line.get("truth", [])]
+        indexed += [row[1] for row in line.get("pointing", [])]
+        if any(not 0 <= index < len(queries) for index in indexed):
+            return f"a query index is outside the {len(queries)} queries"
+        return None
 
     def ground(
         self,

@@ -2,7 +2,7 @@
 
 The counterpart of :mod:`vgem.video.decode`: RGB frames in, one file out,
 through imageio-ffmpeg's bundled ffmpeg. The file goes through vgem's one
-output-commit mechanism (:class:`vgem.results.OutputSet`): it appears at its
+output-commit mechanism (:class:`vgem.staging.OutputSet`): it appears at its
 final path only once it is complete and has been read back. ffmpeg's own
 messages never reach the terminal: a failure is one line that gives ffmpeg's
 reason.
@@ -26,7 +26,7 @@ from vgem.errors import InputError, VgemError
 from vgem.video.probe import probe_video
 
 if TYPE_CHECKING:
-    from vgem.results import OutputSet, StagedOutput
+    from vgem.staging import OutputSet, StagedOutput
 
 __all__ = ["VideoWriter"]
 
@@ -36,7 +36,7 @@ class VideoWriter:
 
     ``path`` is a file path (checked and staged like every vgem output: a
     symlink is written through, a folder, device or FIFO refused) or an output
-    already staged in a caller's :class:`vgem.results.OutputSet`, which then
+    already staged in a caller's :class:`vgem.staging.OutputSet`, which then
     commits it with the run's other outputs. Frames go to a hidden temporary
     file beside the target; leaving the ``with`` block normally checks the file
     (and, for a plain path, renames it into place), leaving it by an exception
@@ -57,7 +57,7 @@ class VideoWriter:
             raise ValueError(f"size must be positive (width, height), not {size}")
         if not (math.isfinite(fps) and fps > 0):
             raise ValueError(f"fps must be positive, not {fps}")
-        from vgem.results import StagedOutput
+        from vgem.staging import StagedOutput
 
         self._destination = path
         self.path = Path(path.path if isinstance(path, StagedOutput) else os.fspath(path))
@@ -71,7 +71,7 @@ class VideoWriter:
         self._error_log: IO[bytes] | None = None
 
     def __enter__(self) -> VideoWriter:
-        from vgem.results import OutputSet, StagedOutput
+        from vgem.staging import OutputSet, StagedOutput
 
         destination = self._destination
         if isinstance(destination, StagedOutput):

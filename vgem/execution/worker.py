@@ -1,0 +1,81 @@
+"""A worker: grounds units of one job with a grounder it builds once and keeps; and
+the meter that says how its share of a sitting went."""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from vgem.execution.units import Emit, GroundingJob, Line, SupportsGround, WorkUnit
+
+
+class Worker:
+    """Grounds work units of one job, building the grounder on first need and keeping it."""
+
+    def __init__(self, job: GroundingJob) -> None:
+        self.job = job
+        self._grounder: SupportsGround | None = None
+        self.load_seconds = 0.0  # building the grounder
+
+    def grounder(self) -> SupportsGround:
+        if self._grounder is None:
+            started = time.perf_counter()
+            self._grounder = self.job.load_grounder()
+            self.load_seconds = time.perf_counter() - started
+        return self._grounder
+
+    def run(self, unit: WorkUnit, emit: Emit) -> None:
+        self.job.task.ground_unit(unit, self.job.context, self.grounder, emit)
+
+
+def where_this_runs() -> dict[str, Any]:
+    """The node and process a worker runs in (a Ray worker adds Ray's node id)."""
+    return {"host": socket.gethostname(), "pid": os.getpid()}
+
+
+@dataclass
+class WorkerMeter:
+    """One worker's share of a sitting: units and lines done, seconds busy (loading
+    included), and where it ran (``where``: host, pid, and on Ray the node)."""
+
+    worker: str
+    units: int = 0
+    samples: int = 0
+    busy_seconds: float = 0.0
+    load_seconds: float = 0.0
+    where: dict[str, Any] = field(default_factory=dict)
+
+    def counting(self, emit: Emit) -> Emit:
+        def counted(line: Line) -> None:
+            self.samples += 1
+            emit(line)
+
+        return counted
+
+    @contextmanager
+    def timing(self) -> Iterator[None]:
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.busy_seconds += time.perf_counter() - started
+
+    def to_dict(self) -> dict[str, Any]:
+        """The counts, where it ran, and ``samples_per_second`` once the model was loaded."""
+        grounding = self.busy_seconds - self.load_seconds
+        rate = self.samples / grounding if self.samples and grounding > 0 else None
+        return {
+            "worker": self.worker,
+            "units": self.units,
+            "samples": self.samples,
+            "busy_seconds": round(self.busy_seconds, 3),
+            "load_seconds": round(self.load_seconds, 3),
+            "samples_per_second": None if rate is None else round(rate, 4),
+            **self.where,
+        }
