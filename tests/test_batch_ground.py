@@ -369,3 +369,92 @@ def test_ground_videos_takes_a_list_of_paths(backbone_site, videos, tmp_path):
         backbone="planted", settings=PLANTED_SETTINGS,
     )  # fmt: skip
     assert [outcome.id for outcome in again.succeeded] == ["x"]
+
+
+# --------------------------------------------------------------------------- the user's files
+
+
+def _snapshot(folder: Path) -> dict[str, bytes]:
+    return {
+        path.relative_to(folder).as_posix(): path.read_bytes()
+        for path in sorted(folder.rglob("*"))
+        if path.is_file()
+    }
+
+
+def _one_line(output: str) -> str:
+    lines = [line for line in output.splitlines() if line.strip()]
+    assert len(lines) == 1, output
+    return lines[0]
+
+
+def test_a_batch_never_writes_over_one_of_its_own_inputs(cli, tmp_path):
+    inputs = tmp_path / "in"
+    _tiny_video(inputs / "a.mp4", 1, 2)
+    _tiny_video(inputs / "keep" / "a.mp4", 3, 5)  # named like a.mp4's annotated video
+    (inputs / "list.txt").write_text("a.mp4\nkeep/a.mp4\n")
+    before = _snapshot(inputs)
+    refused = cli(
+        "ground", "in/list.txt", "cut onion", *PLANTED, "--out-dir", "in/keep", "--save-video"
+    )
+    assert refused.exit_code == 2
+    line = _one_line(refused.stderr)
+    assert "in/keep/a.mp4" in line and "input of this run" in line and "--out-dir" in line
+    assert _snapshot(inputs) == before  # nothing written, nothing replaced
+
+
+def test_a_folder_source_never_replaces_a_video_of_its_out_dir(cli, tmp_path):
+    _tiny_video(tmp_path / "in" / "a.mp4", 1, 2)
+    _tiny_video(tmp_path / "in" / "out" / "a.mp4", 3, 5)  # skipped as input, still the user's
+    before = _snapshot(tmp_path / "in")
+    refused = cli("ground", "in", "cut onion", *PLANTED, "--out-dir", "in/out", "--save-video")
+    assert refused.exit_code == 2
+    assert "in/out/a.mp4: the file is already there and vgem did not write it" in _one_line(
+        refused.stderr
+    )
+    assert _snapshot(tmp_path / "in") == before
+
+
+def test_an_out_dir_with_other_files_keeps_them(cli, videos, tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    (out / ".a.json.0123abcd.xyz.part").write_text("another process's staging file")
+    before = _snapshot(out)
+    done = cli("ground", "videos", "cut onion", *PLANTED, "--out-dir", "out")
+    assert done.exit_code == 0, done.output
+    after = _snapshot(out)
+    assert {name: after[name] for name in before} == before
+
+
+def test_a_second_batch_on_a_busy_out_dir_is_refused_in_one_line(cli, videos, tmp_path):
+    from vgem.outputs import OwnedFolder
+
+    with OwnedFolder(tmp_path / "out", setting="out_dir"):
+        busy = cli("ground", "videos", "cut onion", *PLANTED, "--out-dir", "out")
+    assert busy.exit_code == 2
+    assert "Another vgem run" in _one_line(busy.stderr)
+    assert not list((tmp_path / "out").glob("*.json"))
+
+
+def test_a_list_file_may_mix_relative_and_absolute_entries(cli, videos, tmp_path):
+    lists = tmp_path / "lists" / "deeper"
+    lists.mkdir(parents=True)
+    (lists / "mixed.txt").write_text(f"{videos.paths[0]}\n../../videos/b.mp4\n")
+    done = cli("ground", "lists/deeper/mixed.txt", "cut onion", *PLANTED, "--out-dir", "out")
+    assert done.exit_code == 0, done.output
+    assert sorted(path.name for path in (tmp_path / "out").glob("*.json")) == [
+        "a.json",
+        "b.json",
+        BATCH_RECORD,
+    ]
+
+
+def test_a_refused_ray_address_creates_no_out_dir(cli, videos, tmp_path):
+    pytest.importorskip("ray")
+    refused = cli(
+        "ground", "videos", "cut onion", *PLANTED, "--out-dir", "out",
+        "--executor", "ray", "--ray-address", "127.0.0.1:1",
+    )  # fmt: skip
+    assert refused.exit_code == 2
+    assert not (tmp_path / "out").exists()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -21,7 +22,11 @@ import pytest
 from typer.testing import CliRunner
 
 import vgem.eval
-from tests.eval.test_eval_command import _planted_dataset, _write_manifest
+from tests.eval.test_eval_command import (  # noqa: F401 (planted_plugin is a fixture)
+    _planted_dataset,
+    _write_manifest,
+    planted_plugin,
+)
 from tests.eval.test_spatiotemporal import (
     PERFECT_BOXES,
     PERFECT_SEGMENTS,
@@ -257,3 +262,56 @@ def test_the_local_path_does_not_import_ray(backbone_site, tmp_path):
     ).stdout
     assert output.split() == ["False"]
     assert (tmp_path / "run" / "results.json").exists()
+
+
+# --------------------------------------------------------------------------- no waiting forever
+
+
+def test_units_no_worker_can_take_end_as_errors_in_one_line(spatial_case, ray_instance, tmp_path):
+    """Workers that need more than any node has are never placed: the run does not wait
+    for them; the units become error lines, the results are written, one error says why."""
+    from vgem.execution import RayExecutor, WorkersUnavailable
+
+    started = time.monotonic()
+    with pytest.raises(WorkersUnavailable) as raised:
+        _run(spatial_case, tmp_path / "ray", RayExecutor(workers=1, cpus_per_worker=64))
+    assert time.monotonic() - started < 60
+    assert "no live node of the Ray cluster has 64 CPU(s)" in str(raised.value)
+    document = json.loads((tmp_path / "ray" / "results.json").read_text())
+    assert document["overall"]["counts"]["errors"] == spatial_case.total
+    assert document["execution"]["unscheduled_units"] == 5  # every video, the missing one too
+    assert document["execution"]["workers"] == 0  # none ran
+
+
+# --------------------------------------------------------------------------- signals
+
+
+def test_sigterm_under_ray_ends_like_ctrl_c_and_keeps_what_finished(planted_plugin, tmp_path):
+    """A real `vgem eval --executor ray` (its own Ray instance) is terminated mid-run:
+    exit 143, the results and report of what finished written, no foreign output."""
+    from tests.eval.test_eval_command import PLANTED, SLOW_CLIP_VARIABLE, _cli_environment
+
+    records = _planted_dataset(tmp_path / "data", videos=8)
+    manifest = _write_manifest(tmp_path / "data" / "manifest.jsonl", records)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "vgem.cli", "eval", "--manifest", str(manifest), *PLANTED,
+         "--run-dir", "run", "--executor", "ray", "--workers", "2"],
+        cwd=tmp_path,
+        env=_cli_environment(planted_plugin, **{SLOW_CLIP_VARIABLE: "0.5"}),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    predictions = tmp_path / "run" / "predictions.jsonl"
+    deadline = time.monotonic() + 120
+    while not (predictions.exists() and predictions.read_text().count("\n") >= 2):
+        assert process.poll() is None and time.monotonic() < deadline, process.communicate()
+        time.sleep(0.1)
+    process.send_signal(signal.SIGTERM)
+    stdout, stderr = process.communicate(timeout=120)
+    assert process.returncode == 143, stderr
+    assert stdout == ""
+    assert stderr.strip().splitlines()[-1] == "terminated", stderr
+    assert "Traceback" not in stderr and "*** SIG" not in stderr and "(raylet)" not in stderr
+    document = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert not document["complete"] and document["execution"]["sittings"][0]["interrupted"]
+    assert document["execution"]["workers"] == 2
+    assert (tmp_path / "run" / "report.html").is_file()

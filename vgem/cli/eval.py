@@ -266,8 +266,8 @@ def eval_command(
         damaged = result.document.get("damaged_lines") or 0
         if damaged:
             print_error(
-                f"{damaged} damaged line(s) in {result.run_dir / 'predictions.jsonl'} were "
-                "skipped; their samples were grounded again",
+                f"{damaged} damaged line(s) in {result.run_dir / 'predictions.jsonl'} are "
+                "skipped (a sample without a usable line is grounded again)",
                 label="warning:",
             )
         if not quiet:
@@ -385,8 +385,9 @@ def _write_reports(paths: list[Path], quiet: bool) -> None:
         damaged = damaged_lines(run_dir, load_results(path))
         if damaged:
             print_error(
-                f"{run_dir}: {damaged} damaged line(s) in predictions.jsonl are left out of "
-                "the report; run the evaluation again to ground their samples again",
+                f"{run_dir}: {damaged} damaged line(s) in predictions.jsonl are skipped (the "
+                "report leaves them out; resuming the run grounds again every sample left "
+                "without a usable line)",
                 label="warning:",
             )
         written = write_report(run_dir)

@@ -248,6 +248,9 @@ class RayExecutor:
         self._samples = 0
         self._connected = False
         self._started_instance = False
+        #: Where the last run's workers were: the address joined, "local" (an instance
+        #: started for it) or "connected" (this process's existing connection).
+        self._where = address or "local"
 
     # ----------------------------------------------------------------- accounting
 
@@ -265,7 +268,7 @@ class RayExecutor:
         rate = self._samples / self._seconds if self._samples and self._seconds > 0 else None
         execution: dict[str, Any] = {
             "executor": "ray",
-            "address": self.address or ("local" if self._started_instance else "connected"),
+            "address": self._where,
             "workers": len(per_worker),
             "workers_requested": self.workers,
             "cpus_per_worker": self.cpus_per_worker,
@@ -306,10 +309,11 @@ class RayExecutor:
         self._started_instance = False
         if ray.is_initialized():
             self._connected = True
+            self._where = "connected"
             return
         options: dict[str, Any] = {
             "include_dashboard": False,
-            "logging_level": logging.WARNING,
+            "logging_level": logging.ERROR,
             "log_to_driver": False,  # Ray's own lines stay in its logs, off vgem's stdout
             "runtime_env": self.runtime_env,
         }
@@ -323,7 +327,8 @@ class RayExecutor:
             _check_reachable(named)  # Ray itself would retry a dead address for minutes
         handler = current_terminate_handler()
         try:
-            ray.init(address=self.address, **options)
+            with _native_stderr_muted():
+                ray.init(address=self.address, **options)
         except ConnectionError as error:
             hint = ""
             if named is not None and "RAY_AUTH_MODE" not in os.environ:
@@ -340,6 +345,7 @@ class RayExecutor:
             keep_terminate_handler(handler)  # ray.init's own would exit 15, writing nothing
         self._connected = True
         self._started_instance = self.address is None
+        self._where = self.address or "local"
         if self._started_instance and self.gpus_per_worker:
             available = ray.cluster_resources().get("GPU", 0)
             if available < self.workers * self.gpus_per_worker:
@@ -411,6 +417,23 @@ class RayExecutor:
         gpus_free = free.get("GPU", 0.0) >= self.gpus_per_worker - 1e-9
         return cpus_free and gpus_free
 
+    def _fits_a_node(self) -> bool:
+        """Whether any live node of the cluster has, in all, the resources of one worker
+        (when none has, no worker can ever be placed: waiting would be forever)."""
+        try:
+            nodes = self.ray.nodes()
+        except Exception:
+            return True  # cannot tell: wait, within the schedule timeout
+        for node in nodes:
+            if not node.get("Alive"):
+                continue
+            total = node.get("Resources") or {}
+            cpus = total.get("CPU", 0.0) >= self.cpus_per_worker - 1e-9
+            gpus = total.get("GPU", 0.0) >= self.gpus_per_worker - 1e-9
+            if cpus and gpus:
+                return True
+        return False
+
     def _ground_all(self, job: GroundingJob, units: Sequence[WorkUnit], emit: Emit) -> None:
         ray = self.ray
         dead_errors = _worker_death_errors(ray)
@@ -471,8 +494,9 @@ class RayExecutor:
                     self._slots.append(self._start_worker(job_ref, number))
             if todo and not any(slot.started for slot in self._slots):
                 waiting_since = waiting_since or time.monotonic()
-                if time.monotonic() - waiting_since > self.schedule_timeout:
-                    self._abandon(job, todo, emit, emitted, last_death)
+                waited = time.monotonic() - waiting_since
+                if waited > self.schedule_timeout or (waited > 2.0 and not self._fits_a_node()):
+                    self._abandon(job, todo, emit, emitted, last_death, waited)
                     return
             else:
                 waiting_since = None
@@ -543,22 +567,53 @@ class RayExecutor:
             emit(job.task.error_record(sample, job.context, reason, 0.0))
 
     def _abandon(
-        self, job: GroundingJob, todo: deque[_Attempt], emit: Emit, emitted: set[str], last: str
+        self,
+        job: GroundingJob,
+        todo: deque[_Attempt],
+        emit: Emit,
+        emitted: set[str],
+        last: str,
+        waited: float,
     ) -> None:
         """No started worker is alive to take the waiting units: record them and say so."""
-        seconds = f"{self.schedule_timeout:g}"
+        if waited > self.schedule_timeout:
+            why = f"no Ray worker could take it within {self.schedule_timeout:g} s"
+        else:
+            why = (
+                f"no live node of the Ray cluster has {self.cpus_per_worker:g} CPU(s)"
+                + (f" and {self.gpus_per_worker:g} GPU(s)" if self.gpus_per_worker else "")
+                + " for a worker"
+            )
         cause = f" (the last worker lost: {last})" if last else ""
-        reason = f"no Ray worker could take this video within {seconds} s{cause}"
         count = len(todo)
         self._unscheduled = count
         while todo:
-            self._give_up(job, todo.popleft(), emit, emitted, reason)
+            self._give_up(job, todo.popleft(), emit, emitted, f"{why}{cause}")
         raise WorkersUnavailable(
-            f"{count} video(s) waited {seconds} s with no Ray worker alive to take them{cause}; "
-            "they are recorded as errors, and what finished is kept: run again (with "
-            "`retry_errors` for an evaluation) when the cluster has room.",
+            f"{count} video(s) were not grounded: {why}{cause}. They are recorded as errors "
+            "and what finished is kept: run again (with `retry_errors` for an evaluation) "
+            "when the cluster has room.",
             settings=("retry_errors",),
         )
+
+
+@contextlib.contextmanager
+def _native_stderr_muted() -> Iterator[None]:
+    """While Ray connects, its C++ client writes its retries straight to the process's
+    stderr (a line a second while a cluster refuses it): keep those off the terminal.
+    vgem says in one line what went wrong; Ray's own account is in its log files."""
+    try:
+        saved = os.dup(2)
+    except OSError:
+        yield
+        return
+    try:
+        with open(os.devnull, "wb") as sink:
+            os.dup2(sink.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 def _remaining(attempt: _Attempt, emitted: set[str]) -> _Attempt | None:

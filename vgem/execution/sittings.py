@@ -40,10 +40,13 @@ def combine_sittings(sittings: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     executors = sorted({str(sitting.get("executor")) for sitting in kept})
     combined["executor"] = executors[0] if len(executors) == 1 else "+".join(executors)
     combined["workers"] = len(per_worker)
-    combined["samples"] = sum(_number(worker.get("samples")) for worker in per_worker)
+    combined["samples"] = int(sum(_number(worker.get("samples")) for worker in per_worker))
+    if "started_at" in kept[0]:  # the run's span: from its first sitting to its last
+        combined["started_at"] = kept[0]["started_at"]
     for key in SUMMED:
         if any(key in sitting for sitting in kept):
-            combined[key] = round(sum(_number(sitting.get(key)) for sitting in kept), 3)
+            total = sum(_number(sitting.get(key)) for sitting in kept)
+            combined[key] = int(total) if key != "seconds" else round(total, 3)
     busy = sum(
         _number(worker.get("busy_seconds")) - _number(worker.get("load_seconds"))
         for worker in per_worker
