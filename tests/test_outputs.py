@@ -101,8 +101,9 @@ def test_the_lock_holds_across_processes(tmp_path):
     )
     try:
         assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
-        with pytest.raises(FolderBusy, match=f"pid {holder.pid}"), OwnedFolder(
-            tmp_path, setting="out_dir"
+        with (
+            pytest.raises(FolderBusy, match=f"pid {holder.pid}"),
+            OwnedFolder(tmp_path, setting="out_dir"),
         ):
             pass
     finally:

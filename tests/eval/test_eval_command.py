@@ -16,11 +16,9 @@ import time
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
 from tests.planted import planted_frame
 from tests.synth import write_video
-from vgem.cli import app
 from vgem.eval.datasets.gyt import GROUNDING_YOUTUBE
 from vgem.eval.manifest import Sample, load_manifest
 
@@ -51,28 +49,6 @@ EVAL_BACKBONES = {
 
 PLANTED = ("--backbone", "planted", "--depth", "4", "--extractor", "label", "--quiet")
 SIZE = 64
-
-
-@pytest.fixture
-def planted_plugin(plugin_site):
-    plugin_site.install(
-        "vgem-eval-test-backbones",
-        {"vgem.backbones": {"planted": "vgem_eval_test_backbones:PLANTED"}},
-        EVAL_BACKBONES,
-    )
-    return plugin_site
-
-
-@pytest.fixture
-def invoke(planted_plugin, tmp_path, monkeypatch):
-    """Run ``vgem ARGS`` in-process, in tmp_path."""
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("COLUMNS", "200")
-
-    def run(*arguments):
-        return CliRunner().invoke(app, [str(argument) for argument in arguments])
-
-    return run
 
 
 def _planted_dataset(root: Path, videos: int) -> list[dict]:

@@ -22,11 +22,7 @@ import pytest
 from typer.testing import CliRunner
 
 import vgem.eval
-from tests.eval.test_eval_command import (  # noqa: F401 (planted_plugin is a fixture)
-    _planted_dataset,
-    _write_manifest,
-    planted_plugin,
-)
+from tests.eval.test_eval_command import _planted_dataset, _write_manifest
 from tests.eval.test_spatiotemporal import (
     PERFECT_BOXES,
     PERFECT_SEGMENTS,

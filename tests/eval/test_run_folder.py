@@ -13,13 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.eval.test_eval_command import (  # noqa: F401 (fixtures)
-    PLANTED,
-    _planted_dataset,
-    _write_manifest,
-    invoke,
-    planted_plugin,
-)
+from tests.eval.test_eval_command import PLANTED, _planted_dataset, _write_manifest
 from vgem.outputs import OwnedFolder
 
 
@@ -111,9 +105,7 @@ DAMAGE = [
 ]
 
 
-def test_hand_edited_prediction_lines_are_damaged_lines_grounded_again(
-    invoke, manifest, tmp_path
-):
+def test_hand_edited_prediction_lines_are_damaged_lines_grounded_again(invoke, manifest, tmp_path):
     first = invoke("eval", "--manifest", manifest, *PLANTED, "--run-dir", "run")
     assert first.exit_code == 0, first.output
     figures = json.loads((tmp_path / "run" / "results.json").read_text())["overall"]

@@ -307,6 +307,9 @@ class RayExecutor:
             return
         ray = self.ray
         self._started_instance = False
+        named = None if self.address in (None, "auto") else self.address  # not found by Ray
+        if named is not None:
+            _check_reachable(named)  # Ray itself would retry a dead address for minutes
         if ray.is_initialized():
             self._connected = True
             self._where = "connected"
@@ -322,9 +325,6 @@ class RayExecutor:
                 num_cpus=max(1, math.ceil(self.workers * self.cpus_per_worker)),
                 object_store_memory=LOCAL_OBJECT_STORE_BYTES,
             )
-        named = None if self.address in (None, "auto") else self.address  # not found by Ray
-        if named is not None:
-            _check_reachable(named)  # Ray itself would retry a dead address for minutes
         handler = current_terminate_handler()
         try:
             with _native_stderr_muted():
