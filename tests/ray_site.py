@@ -6,7 +6,8 @@ PYTHONPATH), the way a user's cluster finds an installed plugin. The planted
 backbone dies on request: with a marker file in the folder named by
 VGEM_TEST_DEATHS (set for the Ray workers only), a worker process ends itself
 with ``os._exit`` in the middle of a video, like a process killed by the OOM
-killer.
+killer; with a "slow" marker it takes its time, so that a run can be stopped
+half way.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ DEATHS_VARIABLE = "VGEM_TEST_DEATHS"
 TEST_BACKBONES = {
     "vgem_ray_test_backbones": """
         import os
+        import time
         from pathlib import Path
 
         from tests.eval.test_spatiotemporal import PointingColourAdapter
@@ -38,12 +40,15 @@ TEST_BACKBONES = {
 
         def maybe_die():
             '''End this process when a marker file asks for it: "once" (on its second
-            clip, the first worker to get there) or "always" (on every clip).'''
+            clip, the first worker to get there) or "always" (on every clip); with
+            "slow", take a third of a second per clip first.'''
             global CLIPS
             CLIPS += 1
             folder = os.environ.get("VGEM_TEST_DEATHS")
             if not folder:
                 return
+            if (Path(folder) / "slow").exists():
+                time.sleep(0.3)
             if (Path(folder) / "always").exists():
                 os._exit(1)
             if CLIPS == 2 and (Path(folder) / "once").exists():
@@ -97,21 +102,25 @@ def backbone_site(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def ray_instance(backbone_site, tmp_path_factory):
-    """A small local Ray instance whose workers see the test backbones."""
+    """A small local Ray instance whose workers see the test backbones: those of this
+    process's jobs, and those of a driver that joins it by address (its raylet, and
+    so every worker, starts with the site on its PYTHONPATH)."""
     ray = pytest.importorskip("ray")
     deaths = tmp_path_factory.mktemp("deaths")
-    ray.init(
-        num_cpus=2,
-        include_dashboard=False,
-        object_store_memory=80 * 1024**2,
-        logging_level=logging.WARNING,
-        runtime_env={
-            "env_vars": {
-                "PYTHONPATH": os.pathsep.join([str(backbone_site), str(REPOSITORY)]),
-                DEATHS_VARIABLE: str(deaths),
-            }
-        },
-    )
+    variables = {
+        "PYTHONPATH": os.pathsep.join([str(backbone_site), str(REPOSITORY)]),
+        DEATHS_VARIABLE: str(deaths),
+    }
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in variables.items():
+            patch.setenv(name, value)
+        ray.init(
+            num_cpus=2,
+            include_dashboard=False,
+            object_store_memory=80 * 1024**2,
+            logging_level=logging.WARNING,
+            runtime_env={"env_vars": variables},
+        )
     yield SimpleNamespace(ray=ray, deaths=deaths)
     ray.shutdown()
 

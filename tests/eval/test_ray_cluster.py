@@ -84,7 +84,7 @@ def cluster(backbone_site):
     yield SimpleNamespace(address=f"127.0.0.1:{port}", auth=auth)
     os.killpg(head.pid, signal.SIGTERM)
     try:
-        head.wait(timeout=10)
+        head.wait(timeout=3)  # `ray start --block` may linger: the group is killed then
     except subprocess.TimeoutExpired:
         os.killpg(head.pid, signal.SIGKILL)
         head.wait()

@@ -282,18 +282,27 @@ def test_units_no_worker_can_take_end_as_errors_in_one_line(spatial_case, ray_in
 # --------------------------------------------------------------------------- signals
 
 
-def test_sigterm_under_ray_ends_like_ctrl_c_and_keeps_what_finished(planted_plugin, tmp_path):
-    """A real `vgem eval --executor ray` (its own Ray instance) is terminated mid-run:
-    exit 143, the results and report of what finished written, no foreign output."""
-    from tests.eval.test_eval_command import PLANTED, SLOW_CLIP_VARIABLE, _cli_environment
-
+def test_sigterm_under_ray_ends_like_ctrl_c_and_keeps_what_finished(
+    ray_instance, deaths, backbone_site, tmp_path
+):
+    """A real `vgem eval --executor ray` process (joining this module's Ray instance by
+    address, as a user's driver joins a cluster) is terminated mid-run: exit 143, its
+    workers stopped, the results and report of what finished written, no foreign output."""
+    (deaths / "slow").touch()
     records = _planted_dataset(tmp_path / "data", videos=8)
     manifest = _write_manifest(tmp_path / "data" / "manifest.jsonl", records)
+    address = ray_instance.ray.get_runtime_context().gcs_address
+    environment = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(backbone_site), str(REPOSITORY)]),
+        "HF_HUB_OFFLINE": "1",
+        "RAY_AUTH_MODE": "token",  # the instance asks for its token (~/.ray/auth_token)
+    }
     process = subprocess.Popen(
-        [sys.executable, "-m", "vgem.cli", "eval", "--manifest", str(manifest), *PLANTED,
-         "--run-dir", "run", "--executor", "ray", "--workers", "2"],
-        cwd=tmp_path,
-        env=_cli_environment(planted_plugin, **{SLOW_CLIP_VARIABLE: "0.5"}),
+        [sys.executable, "-m", "vgem.cli", "eval", "--manifest", str(manifest),
+         "--backbone", "planted", "--depth", "4", "--extractor", "label", "--quiet",
+         "--run-dir", "run", "--executor", "ray", "--ray-address", address, "--workers", "2"],
+        cwd=tmp_path, env=environment,
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     predictions = tmp_path / "run" / "predictions.jsonl"
@@ -311,3 +320,8 @@ def test_sigterm_under_ray_ends_like_ctrl_c_and_keeps_what_finished(planted_plug
     assert not document["complete"] and document["execution"]["sittings"][0]["interrupted"]
     assert document["execution"]["workers"] == 2
     assert (tmp_path / "run" / "report.html").is_file()
+    # its workers were stopped: the instance's CPUs are all free again
+    deadline = time.monotonic() + 30
+    while ray_instance.ray.available_resources().get("CPU", 0) < 2:
+        assert time.monotonic() < deadline, "the terminated run's workers still hold CPUs"
+        time.sleep(0.2)

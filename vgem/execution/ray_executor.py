@@ -327,7 +327,7 @@ class RayExecutor:
             )
         handler = current_terminate_handler()
         try:
-            with _native_stderr_muted():
+            with _native_stderr_muted(), _connect_wait(named):
                 ray.init(address=self.address, **options)
         except ConnectionError as error:
             hint = ""
@@ -595,6 +595,26 @@ class RayExecutor:
             "when the cluster has room.",
             settings=("retry_errors",),
         )
+
+
+#: How long a driver keeps asking a named cluster, already found to answer, for its
+#: id (Ray's own default is 20 one-second tries; ``RAY_gcs_server_port_wait_time_s``
+#: set by the user is kept). A cluster that answers but refuses the driver (its token
+#: missing or wrong) is said to be so in seconds rather than in twenty.
+NAMED_CONNECT_TRIES = 5
+
+
+@contextlib.contextmanager
+def _connect_wait(named: str | None) -> Iterator[None]:
+    variable = "RAY_gcs_server_port_wait_time_s"
+    if named is None or variable in os.environ:
+        yield
+        return
+    os.environ[variable] = str(NAMED_CONNECT_TRIES)
+    try:
+        yield
+    finally:
+        os.environ.pop(variable, None)
 
 
 @contextlib.contextmanager
