@@ -597,24 +597,31 @@ class RayExecutor:
         )
 
 
-#: How long a driver keeps asking a named cluster, already found to answer, for its
-#: id (Ray's own default is 20 one-second tries; ``RAY_gcs_server_port_wait_time_s``
-#: set by the user is kept). A cluster that answers but refuses the driver (its token
-#: missing or wrong) is said to be so in seconds rather than in twenty.
+#: How many one-second tries a driver gives a named cluster, already found to answer,
+#: to hand over its id (Ray's own default is 20; ``RAY_NUM_REDIS_GET_RETRIES`` or
+#: ``RAY_gcs_server_port_wait_time_s`` set by the user is kept). A cluster that answers
+#: but refuses the driver (its token missing or wrong) is said so in seconds.
 NAMED_CONNECT_TRIES = 5
 
 
 @contextlib.contextmanager
 def _connect_wait(named: str | None) -> Iterator[None]:
-    variable = "RAY_gcs_server_port_wait_time_s"
-    if named is None or variable in os.environ:
+    """Fewer connection tries for a named address (Ray's constant, for the while; the
+    environment is left alone). Without that constant (another Ray), Ray's own wait."""
+    user_set = {"RAY_NUM_REDIS_GET_RETRIES", "RAY_gcs_server_port_wait_time_s"} & set(os.environ)
+    constants: Any = None
+    with contextlib.suppress(ImportError):
+        from ray._private import ray_constants as constants
+    name = "NUM_REDIS_GET_RETRIES"
+    if named is None or user_set or constants is None or not hasattr(constants, name):
         yield
         return
-    os.environ[variable] = str(NAMED_CONNECT_TRIES)
+    previous = getattr(constants, name)
+    setattr(constants, name, min(int(previous), NAMED_CONNECT_TRIES))
     try:
         yield
     finally:
-        os.environ.pop(variable, None)
+        setattr(constants, name, previous)
 
 
 @contextlib.contextmanager
