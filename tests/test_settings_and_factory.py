@@ -49,6 +49,11 @@ def _install_four_block(plugin_site, defaults: str) -> None:
         ({"depth": 0}, "depth"),
         ({"depth": 2.5}, "depth"),
         ({"iterations": -1}, "iterations"),
+        ({"iterations": 99999999999999999999}, "iterations"),  # would never end
+        ({"batch_size": 10**9}, "batch_size"),
+        ({"depth": 10**6}, "depth"),
+        ({"temperature": 1e300}, "temperature"),
+        ({"clip_step": 1e300}, "clip_step"),
         ({"temperature": math.nan}, "temperature"),
         ({"temperature": -1.0}, "temperature"),
         ({"dynamic_temperature": math.inf}, "dynamic_temperature"),

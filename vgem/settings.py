@@ -39,6 +39,13 @@ STATIC_WEIGHTS: tuple[float, ...] = (0.3, 0.4, 0.5, 0.6, 0.7, 0.9, 0.9, 0.9)
 DYNAMIC_TEMPERATURE = 20.0
 DYNAMIC_LAYERS = 3
 DEPTH = 7
+#: Bounds far above any sensible value, so that a typo ends in one line, not in a run
+#: that never ends (99999999999999999999 iterations) or overflows.
+MAX_LAYERS = 1000
+MAX_ITERATIONS = 100
+MAX_BATCH_SIZE = 4096
+MAX_TEMPERATURE = 1e6
+MAX_CLIP_STEP = 3600.0
 
 #: The method's values for the settings a backbone may choose (see the module docstring).
 METHOD_DEFAULTS: dict[str, Any] = {
@@ -82,15 +89,20 @@ class Settings:
         _name("extractor", self.extractor)
         _name("aggregator", self.aggregator)
         if self.depth is not None:
-            self._set("depth", _whole("depth", self.depth, minimum=1))
-        self._set("iterations", _whole("iterations", self.iterations, minimum=0))
+            self._set("depth", _whole("depth", self.depth, minimum=1, maximum=MAX_LAYERS))
+        self._set(
+            "iterations", _whole("iterations", self.iterations, minimum=0, maximum=MAX_ITERATIONS)
+        )
         if self.dynamic_layers is not None:
-            self._set("dynamic_layers", _whole("dynamic_layers", self.dynamic_layers, minimum=0))
-        self._set("batch_size", _whole("batch_size", self.batch_size, minimum=1))
+            layers = _whole("dynamic_layers", self.dynamic_layers, minimum=0, maximum=MAX_LAYERS)
+            self._set("dynamic_layers", layers)
+        batch = _whole("batch_size", self.batch_size, minimum=1, maximum=MAX_BATCH_SIZE)
+        self._set("batch_size", batch)
         if self.temperature is not None:
-            self._set("temperature", _positive("temperature", self.temperature))
-        self._set("dynamic_temperature", _positive("dynamic_temperature", self.dynamic_temperature))
-        self._set("clip_step", _positive("clip_step", self.clip_step))
+            self._set("temperature", _positive("temperature", self.temperature, MAX_TEMPERATURE))
+        dynamic = _positive("dynamic_temperature", self.dynamic_temperature, MAX_TEMPERATURE)
+        self._set("dynamic_temperature", dynamic)
+        self._set("clip_step", _positive("clip_step", self.clip_step, MAX_CLIP_STEP))
         outside = _finite("outside_weight", self.outside_weight)
         if outside < 0:
             raise SettingsError(
@@ -218,12 +230,17 @@ def _name(name: str, value: Any) -> None:
         raise SettingsError(f"`{name}` must name a plugin, not {value!r}.", settings=[name])
 
 
-def _whole(name: str, value: Any, *, minimum: int) -> int:
+def _whole(name: str, value: Any, *, minimum: int, maximum: int) -> int:
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise SettingsError(f"`{name}` must be a whole number, not {value!r}.", settings=[name])
     if value < minimum:
         floor = "at least 1" if minimum == 1 else f"{minimum} or more"
         raise SettingsError(f"`{name}` must be {floor} (it is {value}).", settings=[name])
+    if value > maximum:
+        shown = str(value) if len(str(value)) <= 24 else f"{str(value)[:12]}…"
+        raise SettingsError(
+            f"`{name}` must be at most {maximum} (it is {shown}).", settings=[name]
+        )
     return int(value)
 
 
@@ -236,10 +253,14 @@ def _finite(name: str, value: Any) -> float:
     return number
 
 
-def _positive(name: str, value: Any) -> float:
+def _positive(name: str, value: Any, maximum: float = math.inf) -> float:
     number = _finite(name, value)
     if number <= 0:
         raise SettingsError(f"`{name}` must be positive (it is {value!r}).", settings=[name])
+    if number > maximum:
+        raise SettingsError(
+            f"`{name}` must be at most {maximum:g} (it is {value!r}).", settings=[name]
+        )
     return number
 
 
