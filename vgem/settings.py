@@ -238,9 +238,7 @@ def _whole(name: str, value: Any, *, minimum: int, maximum: int) -> int:
         raise SettingsError(f"`{name}` must be {floor} (it is {value}).", settings=[name])
     if value > maximum:
         shown = str(value) if len(str(value)) <= 24 else f"{str(value)[:12]}…"
-        raise SettingsError(
-            f"`{name}` must be at most {maximum} (it is {shown}).", settings=[name]
-        )
+        raise SettingsError(f"`{name}` must be at most {maximum} (it is {shown}).", settings=[name])
     return int(value)
 
 
