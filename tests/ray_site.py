@@ -41,14 +41,15 @@ TEST_BACKBONES = {
         def maybe_die():
             '''End this process when a marker file asks for it: "once" (on its second
             clip, the first worker to get there) or "always" (on every clip); with
-            "slow", take a third of a second per clip first.'''
+            "slow", take its seconds (a third of one if empty) per clip first.'''
             global CLIPS
             CLIPS += 1
             folder = os.environ.get("VGEM_TEST_DEATHS")
             if not folder:
                 return
-            if (Path(folder) / "slow").exists():
-                time.sleep(0.3)
+            slow = Path(folder) / "slow"
+            if slow.exists():
+                time.sleep(float(slow.read_text() or 0.3))
             if (Path(folder) / "always").exists():
                 os._exit(1)
             if CLIPS == 2 and (Path(folder) / "once").exists():

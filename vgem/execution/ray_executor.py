@@ -495,7 +495,7 @@ class RayExecutor:
             if todo and not any(slot.started for slot in self._slots):
                 waiting_since = waiting_since or time.monotonic()
                 waited = time.monotonic() - waiting_since
-                if waited > self.schedule_timeout or (waited > 2.0 and not self._fits_a_node()):
+                if waited > self.schedule_timeout or (waited > 0.5 and not self._fits_a_node()):
                     self._abandon(job, todo, emit, emitted, last_death, waited)
                     return
             else:
