@@ -233,13 +233,14 @@ def _name(name: str, value: Any) -> None:
 def _whole(name: str, value: Any, *, minimum: int, maximum: int) -> int:
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise SettingsError(f"`{name}` must be a whole number, not {value!r}.", settings=[name])
-    if value < minimum:
+    number = int(value)
+    if number < minimum:
         floor = "at least 1" if minimum == 1 else f"{minimum} or more"
-        raise SettingsError(f"`{name}` must be {floor} (it is {value}).", settings=[name])
-    if value > maximum:
-        shown = str(value) if len(str(value)) <= 24 else f"{str(value)[:12]}…"
+        raise SettingsError(f"`{name}` must be {floor} (it is {number}).", settings=[name])
+    if number > maximum:
+        shown = str(number) if len(str(number)) <= 24 else f"{str(number)[:12]}…"
         raise SettingsError(f"`{name}` must be at most {maximum} (it is {shown}).", settings=[name])
-    return int(value)
+    return number
 
 
 def _finite(name: str, value: Any) -> float:

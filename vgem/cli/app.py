@@ -16,6 +16,7 @@ import typer
 from vgem.cli.eval import eval_command
 from vgem.cli.fetch import fetch_command
 from vgem.cli.ground import ground
+from vgem.cli.help import ReadableCommand, ReadableGroup
 from vgem.cli.plugins import plugins_command
 from vgem.version import __version__
 
@@ -27,6 +28,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
     rich_markup_mode="rich",
+    cls=ReadableGroup,
 )
 
 
@@ -48,10 +50,10 @@ def _main(
     """vgem: training-free action grounding in video."""
 
 
-app.command("ground")(ground)
-app.command("eval")(eval_command)
-app.command("plugins")(plugins_command)
-app.command("fetch")(fetch_command)
+app.command("ground", cls=ReadableCommand)(ground)
+app.command("eval", cls=ReadableCommand)(eval_command)
+app.command("plugins", cls=ReadableCommand)(plugins_command)
+app.command("fetch", cls=ReadableCommand)(fetch_command)
 
 
 def main() -> None:

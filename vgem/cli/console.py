@@ -24,6 +24,8 @@ from rich.console import Console
 from rich.text import Text
 
 if TYPE_CHECKING:
+    from rich.table import Table
+
     from vgem.errors import VgemError
     from vgem.settings import Settings
 
@@ -74,6 +76,22 @@ def warn_about_settings(settings: Settings, *, on_this_machine: bool = True) -> 
     warning = slow_precision_warning(settings.precision, resolve_device(settings.device))
     if warning:
         stderr.print(f"warning: {warning}", soft_wrap=True, markup=False)
+
+
+def print_table(table: Table) -> None:
+    """A table on stdout. On a terminal it fits the terminal's width (long texts wrap;
+    a column that must not be cut keeps its width); into a pipe, a file or a CI log
+    it gets the full width its content needs, so nothing is cut or folded there
+    (``vgem plugins | grep NAME`` finds every name whole)."""
+    from rich.console import Console
+    from rich.measure import Measurement
+
+    console = Console(soft_wrap=False)
+    if not console.is_terminal:
+        wide = Console(width=10_000)
+        needed = Measurement.get(wide, wide.options, table).maximum
+        console = Console(soft_wrap=False, width=max(80, needed))
+    console.print(table)
 
 
 def print_error(message: str, label: str = "error:") -> None:

@@ -22,7 +22,14 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 import vgem.eval
-from vgem.cli.console import one_line, print_error, stderr, user_errors, warn_about_settings
+from vgem.cli.console import (
+    one_line,
+    print_error,
+    print_table,
+    stderr,
+    user_errors,
+    warn_about_settings,
+)
 from vgem.cli.options import (
     QUIET,
     VERBOSE,
@@ -54,6 +61,7 @@ def eval_command(
     task: Annotated[
         str,
         typer.Option(
+            metavar="TASK",
             help="spatial: one frame per sample (pointing game, spatial mAP); on whole "
             "untrimmed videos (--dataset gyt): spatiotemporal (IoU+Pointing, video mAP) or "
             "temporal (frame-wise IoU and IoD, segment mAP).",
@@ -65,6 +73,7 @@ def eval_command(
         typer.Option(
             "--dataset",
             "-d",
+            metavar="NAME",
             help="Dataset plugin to read: gyt, yc, daly, vhico (see `vgem plugins`).",
             rich_help_panel=DATA_PANEL,
         ),
@@ -72,6 +81,7 @@ def eval_command(
     manifest: Annotated[
         Path | None,
         typer.Option(
+            metavar="FILE",
             help="A sample manifest (JSON Lines, see the README) instead of --dataset.",
             rich_help_panel=DATA_PANEL,
         ),
@@ -79,6 +89,7 @@ def eval_command(
     root: Annotated[
         Path | None,
         typer.Option(
+            metavar="DIR",
             help="Folder holding the dataset (annotations and videos); with --manifest, "
             "videos are relative to it (default: the manifest's folder).",
             rich_help_panel=DATA_PANEL,
@@ -96,11 +107,15 @@ def eval_command(
         ),
     ] = None,
     source_fps: Annotated[
-        float, typer.Option(help="Frame rate of frame folders.", rich_help_panel=DATA_PANEL)
+        float,
+        typer.Option(
+            metavar="FPS", help="Frame rate of frame folders.", rich_help_panel=DATA_PANEL
+        ),
     ] = 1.0,
     export_manifest: Annotated[
         Path | None,
         typer.Option(
+            metavar="FILE",
             help="Write the samples as a manifest to this file and stop (loads no model).",
             rich_help_panel=DATA_PANEL,
         ),
@@ -108,6 +123,7 @@ def eval_command(
     run_dir: Annotated[
         Path | None,
         typer.Option(
+            metavar="DIR",
             help="Where predictions and results go "
             "(default: runs/<dataset>-<backbone>-<settings hash>).",
             rich_help_panel=RUN_DIR_PANEL,
@@ -136,6 +152,7 @@ def eval_command(
     metrics: Annotated[
         str,
         typer.Option(
+            metavar="LIST",
             help="Metrics, comma-separated: pointing (pointing game), map (the VideoGEM "
             "authors' spatial mAP), www (the GroundingYouTube authors' own spatial measure).",
             rich_help_panel=REPORT_PANEL,
@@ -169,6 +186,7 @@ def eval_command(
     show: Annotated[
         list[Path] | None,
         typer.Option(
+            metavar="DIR",
             help="Show finished runs (a run directory, repeatable) side by side with their "
             "average, instead of running.",
             rich_help_panel=REPORT_PANEL,
@@ -396,15 +414,7 @@ def _write_reports(paths: list[Path], quiet: bool) -> None:
 
 
 def _print_tables(tables: list[Any]) -> None:
-    """On a terminal, tables fit its width (headers fold, never end in "…"); in a file or
-    a CI log, each table gets the full width it needs."""
-    from rich.console import Console
-    from rich.measure import Measurement
-
+    """Each table on stdout (vgem.cli.console.print_table: headers fold on a terminal,
+    never end in "…"; full width into a file or a CI log)."""
     for table in tables:
-        console = Console(soft_wrap=False)
-        if not console.is_terminal:
-            wide = Console(width=10_000)
-            needed = Measurement.get(wide, wide.options, table).maximum
-            console = Console(soft_wrap=False, width=max(80, needed))
-        console.print(table)
+        print_table(table)

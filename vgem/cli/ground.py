@@ -48,24 +48,30 @@ def ground(
     video: Annotated[
         Path,
         typer.Argument(
+            metavar="VIDEO",
             help="A video file, or a folder of image frames. With --out-dir, also many "
             "videos: a folder of videos, a quoted glob ('videos/*.mp4') or a text file "
             "with one path a line.",
         ),
     ],
     queries: Annotated[
-        list[str], typer.Argument(help="One or more actions to find, e.g. 'cut onion'.")
+        list[str],
+        typer.Argument(metavar="QUERY", help="One or more actions to find, e.g. 'cut onion'."),
     ],
     fps: Annotated[
         float | None,
         typer.Option(
-            help="Ground this many times per second (default 1).", rich_help_panel=TIMES_PANEL
+            metavar="RATE",
+            help="Ground this many times per second (default 1).",
+            rich_help_panel=TIMES_PANEL,
         ),
     ] = None,
     at: Annotated[
         list[float] | None,
         typer.Option(
-            help="Ground at this time in seconds (repeatable).", rich_help_panel=TIMES_PANEL
+            metavar="SECONDS",
+            help="Ground at this time in seconds (repeatable).",
+            rich_help_panel=TIMES_PANEL,
         ),
     ] = None,
     every_frame: Annotated[
@@ -75,12 +81,16 @@ def ground(
         ),
     ] = False,
     source_fps: Annotated[
-        float, typer.Option(help="Frame rate of a frame folder.", rich_help_panel=TIMES_PANEL)
+        float,
+        typer.Option(
+            metavar="FPS", help="Frame rate of a frame folder.", rich_help_panel=TIMES_PANEL
+        ),
     ] = 1.0,
     json_path: Annotated[
         str | None,
         typer.Option(
             "--json",
+            metavar="FILE",
             help="Write the JSON here instead of stdout ('-': stdout).",
             rich_help_panel=OUTPUT_PANEL,
         ),
@@ -88,16 +98,23 @@ def ground(
     heatmaps: Annotated[
         str | None,
         typer.Option(
-            help="Write the raw similarity maps to this .npz.", rich_help_panel=OUTPUT_PANEL
+            metavar="FILE",
+            help="Write the raw similarity maps to this .npz.",
+            rich_help_panel=OUTPUT_PANEL,
         ),
     ] = None,
     video_out: Annotated[
         str | None,
-        typer.Option(help="Write an annotated H.264 video here.", rich_help_panel=OUTPUT_PANEL),
+        typer.Option(
+            metavar="FILE",
+            help="Write an annotated H.264 video here.",
+            rich_help_panel=OUTPUT_PANEL,
+        ),
     ] = None,
     out_dir: Annotated[
         Path | None,
         typer.Option(
+            metavar="DIR",
             help="Ground every video VIDEO names; write DIR/NAME.json for each. A video "
             "whose JSON is complete is skipped, so the same command resumes.",
             rich_help_panel=BATCH_PANEL,

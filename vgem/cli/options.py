@@ -41,16 +41,38 @@ VERBOSE = typer.Option(
 QUIET = typer.Option("--quiet", "-q", help="No progress bar.", metavar="")
 
 
-def _option(default: Any, help: str, *flags: str, panel: str | None = GEM_PANEL) -> Any:
+def _option(
+    default: Any,
+    help: str,
+    *flags: str,
+    panel: str | None = GEM_PANEL,
+    metavar: str | None = None,
+) -> Any:
     """A dataclass field with its default and the typer option that sets it.
 
     A boolean that is off by default is a flag (``--image-mode``), shown as one in
-    ``--help``: no ``<bool>`` value and no ``--no-…`` twin.
+    ``--help``: no value and no ``--no-…`` twin. ``metavar``: what ``--help``
+    calls the value (default: by its type, TEXT, INTEGER, FLOAT, PATH).
     """
     if isinstance(default, bool) and not flags and default is False:
         return field(default=default, metadata={"flag": True, "help": help, "panel": panel})
-    return field(
-        default=default, metadata={"option": typer.Option(*flags, help=help, rich_help_panel=panel)}
+    option = typer.Option(*flags, help=help, rich_help_panel=panel, metavar=metavar)
+    return field(default=default, metadata={"option": option})
+
+
+def installed_backbones_help() -> str:
+    """The ``--backbone`` help, naming the backbones installed now, plugins included
+    (their entry points are read, nothing is imported)."""
+    from vgem import plugins
+
+    try:
+        names = plugins.names("vgem.backbones")
+    except Exception:  # a broken installation must not break --help
+        names = []
+    listed = ", ".join(names) if names else "viclip-b16"
+    return (
+        f"Backbone plugin, one of the installed: {listed} (see `vgem plugins`); "
+        "NAME:VARIANT for those that take one, e.g. openclip:ARCH@TAG."
     )
 
 
@@ -64,14 +86,17 @@ class MethodOptions:
 
     backbone: str = _option(
         "viclip-b16",
-        "Backbone plugin: viclip-b16, viclip-l14, clip-b16, openclip-b16, or "
-        "openclip:ARCH@TAG for any open_clip model.",
+        installed_backbones_help(),
         "--backbone",
         "-b",
         panel=None,
+        metavar="NAME",
     )
     weights: str | None = _option(
-        None, "Local checkpoint for the backbone instead of the Hugging Face cache.", panel=None
+        None,
+        "Local checkpoint for the backbone instead of the Hugging Face cache.",
+        panel=None,
+        metavar="PATH",
     )
     weighting: str = _option("combined", "Layer weighting: none, static, dynamic, combined.")
     depth: int | None = _option(
@@ -85,6 +110,7 @@ class MethodOptions:
         None,
         "Static layer weights, first to last (default: the backbone's, else "
         "0.3 0.4 0.5 0.6 0.7 0.9 0.9 0.9).",
+        metavar="W,W,...",
     )
     dynamic_layers: int | None = _option(
         None, "Last blocks that get dynamic weights D (default: the backbone's, 3 for built-ins)."
@@ -100,7 +126,9 @@ class MethodOptions:
     aggregator: str = _option(
         "position-average", "Aggregator plugin: position-average, heatmap-mean, heatmap-product."
     )
-    clip_step: float = _option(0.25, "Seconds between clip frames (video backbones).")
+    clip_step: float = _option(
+        0.25, "Seconds between clip frames (video backbones).", metavar="SECONDS"
+    )
     image_mode: bool = _option(False, "Repeat the target frame instead of a clip.")
     batch_size: int = _option(1, "Clips per forward pass.", panel=RUN_PANEL)
     device: str = _option("auto", "auto, cpu or cuda.", panel=RUN_PANEL)
@@ -115,6 +143,7 @@ class MethodOptions:
         None,
         "Where `vgem fetch --cache-dir` put the NLP models (default: $VGEM_CACHE).",
         panel=RUN_PANEL,
+        metavar="DIR",
     )
 
     def setting_values(self) -> dict[str, Any]:
@@ -147,10 +176,16 @@ class TemporalOptions:
         "Background threshold on per-query normalized scores, in [0, 1], or 'auto' "
         "(Otsu's cut of this video's scores).",
         panel=WHEN_PANEL,
+        metavar="VALUE",
     )
-    min_segment: float = _option(2.0, "Drop segments shorter than this (s).", panel=WHEN_PANEL)
+    min_segment: float = _option(
+        2.0, "Drop segments shorter than this (s).", panel=WHEN_PANEL, metavar="SECONDS"
+    )
     max_gap: float = _option(
-        1.0, "Bridge background gaps up to this long inside a segment (s).", panel=WHEN_PANEL
+        1.0,
+        "Bridge background gaps up to this long inside a segment (s).",
+        panel=WHEN_PANEL,
+        metavar="SECONDS",
     )
     temporal_scorer: str = _option(
         "class-token", "Temporal scorer plugin: class-token, start-end.", panel=WHEN_PANEL
@@ -186,6 +221,7 @@ class ExecutorOptions:
         "The Ray cluster to join: auto (the one this machine belongs to) or "
         "ray://HOST:10001 (default: start a local Ray instance).",
         panel=SCALE_PANEL,
+        metavar="ADDRESS",
     )
     workers: int | None = _option(None, "Ray workers (default 1).", panel=SCALE_PANEL)
     cpus_per_worker: float | None = _option(
