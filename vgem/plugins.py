@@ -188,6 +188,13 @@ def _accepted(factory: Callable[..., Any], options: dict[str, Any]) -> dict[str,
     return {key: value for key, value in options.items() if key in names}
 
 
+def provider(group: str, name: str) -> tuple[str, str] | None:
+    """The package (name, version) that provides plugin ``name`` of ``group``, or None
+    when no such plugin is installed (nothing is imported)."""
+    entry_point = discover(group).get(name)
+    return None if entry_point is None else _provider(entry_point)
+
+
 def _package_of(group: str, name: str) -> str:
     entry_point = discover(group).get(name)
     if entry_point is None:

@@ -123,10 +123,10 @@ def test_table_with_average_and_the_paper_beside():
     daly = {**_document({"daly": [True, False]}), "run_dir": "/runs/daly"}
     text = _text(render_tables([gyt, daly], compare_paper=True))
     assert "VideoGEM, ViCLIP" in text
-    assert _row(text, "x") == ["GYT", "10", "0", "70.00", "70.00", "57.21", "+12.79"]
-    assert _row(text, "daly") == ["DALY", "2", "0", "50.00", "50.00", "78.25", "-28.25"]
+    assert _row(text, "x") == ["GYT", "10", "10", "0", "70.00", "70.00", "57.21", "+12.79"]
+    assert _row(text, "daly") == ["DALY", "2", "2", "0", "50.00", "50.00", "78.25", "-28.25"]
     # (70 + 50) / 2 against (57.21 + 78.25) / 2 = 67.73
-    assert _row(text, "average") == ["", "12", "0", "60.00", "60.00", "67.73", "-7.73"]
+    assert _row(text, "average") == ["", "12", "12", "0", "60.00", "60.00", "67.73", "-7.73"]
 
 
 @pytest.mark.parametrize(

@@ -281,6 +281,7 @@ def eval_command(
         _print_tables(
             render_tables([result.document], compare_paper=compare_paper, retry_hint=RETRY_HINT)
         )
+        _report_failures(result.document)
         damaged = result.document.get("damaged_lines") or 0
         if damaged:
             print_error(
@@ -351,6 +352,24 @@ def _open(
     if root is None:
         raise SettingsError(f"--dataset {dataset} needs --root DIR, the folder it was unpacked in.")
     return vgem.eval.open_dataset(dataset, root, whole_videos=whole_videos)
+
+
+#: Failed samples named on the terminal after a run (the rest: "and N more").
+FAILURES_SHOWN = 5
+
+
+def _report_failures(document: dict[str, Any]) -> None:
+    """The first few failed samples with their reasons, on stderr (all are in results.json
+    and report.html)."""
+    errors = list(document.get("errors") or [])
+    for error in errors[:FAILURES_SHOWN]:
+        where = f" ({error.get('video')})" if error.get("video") else ""
+        print_error(f"{error.get('id')}{where}: {error.get('error')}", label="failed:")
+    if len(errors) > FAILURES_SHOWN:
+        print_error(
+            f"… and {len(errors) - FAILURES_SHOWN} more (results.json lists them all)",
+            label="failed:",
+        )
 
 
 def _warn_about(problems: list[ManifestProblem]) -> None:

@@ -64,6 +64,7 @@ class EvalProgress:
     def __init__(self, total: int | None = None, quiet: bool = False, *, accuracy: bool = True):
         self.total = total
         self.show_accuracy = accuracy
+        self.quiet = quiet
         self.enabled = _shown(quiet)
         self.done = self.scored = self.hits = self.errors = 0
         self._bar: Any = None
@@ -93,8 +94,19 @@ class EvalProgress:
             self._bar.update(self._task, total=total)
 
     def resume(self, finished_lines: list[dict[str, Any]]) -> None:
+        """Count what earlier sittings finished, and say so once (unless quiet)."""
         for line in finished_lines:
             self._count(line)
+        if finished_lines and not self.quiet:
+            failed = sum("error" in line for line in finished_lines)
+            note = f", {failed} of them failed" if failed else ""
+            message = (
+                f"resuming: {len(finished_lines)} of {self.total} found done by an earlier "
+                f"sitting{note}"
+            )
+            (self._bar.console if self._bar is not None else stderr).print(
+                message, soft_wrap=True, markup=False, highlight=False
+            )
         self._refresh()
 
     def record(self, line: dict[str, Any]) -> None:

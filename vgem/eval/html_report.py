@@ -124,7 +124,7 @@ def render_report(
         "paper": _paper_part(document, task),
         "errors": list(document.get("errors") or [])[:ERRORS_SHOWN],
         "errors_total": len(document.get("errors") or []),
-        "settings": document.get("settings") or {},
+        "settings": setting_rows(document),
         "versions": document.get("versions") or {"vgem": document.get("vgem_version")},
         "about": _about(document),
         "class_chart": None,
@@ -196,25 +196,102 @@ def _paper_part(document: Mapping[str, Any], task: Task) -> dict[str, Any] | Non
 
 
 def _about(document: Mapping[str, Any]) -> list[tuple[str, str]]:
-    """The run's description, as label and text."""
+    """The run's description, as label and text: what ran, as a person reads it."""
     selection = document.get("selection") or {}
     execution = document.get("execution") or {}
+    ran = document.get("ran") or {}
     items = [
         ("task", str(document.get("task") or "spatial")),
         ("dataset", str(document.get("dataset") or document.get("manifest") or "—")),
         ("root", str(document.get("root"))),
         ("backbone", str(document.get("backbone"))),
-        ("weights", str(document.get("weights") or "the published weights (hub default)")),
+        ("weights", weights_text(document)),
         ("weights sha256", str(document.get("weights_sha256") or "—")),
+        ("device", str(ran.get("device") or "— (no model was loaded by this run)")),
         ("settings hash", str(document.get("settings_hash"))),
         ("selection", ", ".join(f"{k} {v}" for k, v in selection.items() if v is not None)),
         ("complete", "yes" if document.get("complete") else "no"),
         ("started", str(document.get("started_at"))),
         ("finished", str(document.get("finished_at"))),
-        ("executor", str(execution.get("executor", "—"))),
+        ("executor", _executor_text(execution)),
         ("run directory", str(document.get("run_dir"))),
     ]
     return [(label, text) for label, text in items if text]
+
+
+def weights_text(document: Mapping[str, Any]) -> str:
+    """The weights as the backbone that ran described them (``random (seed 0)``, a hub
+    file, a path), else the ``--weights`` file given, else what is known: never a
+    claim the run cannot back (random weights are not "the published weights")."""
+    described = (document.get("ran") or {}).get("weights")
+    given = document.get("weights")
+    if described:
+        return str(described)
+    if given:
+        return str(given)
+    return "the backbone's default (not recorded: no model was loaded by this run)"
+
+
+def _executor_text(execution: Mapping[str, Any]) -> str:
+    executor = execution.get("executor")
+    if not executor:
+        return "—"
+    workers = execution.get("workers")
+    sittings = len(execution.get("sittings") or [])
+    parts = [str(executor)]
+    if workers is not None:
+        parts.append(f"{workers} worker(s)")
+    if sittings > 1:
+        parts.append(f"{sittings} sittings")
+    return ", ".join(parts)
+
+
+#: What a setting's absent value means (None is "not set": the default applies).
+UNSET_MEANS = {
+    "temperature": "adaptive (per clip)",
+    "depth": "the backbone's",
+    "dynamic_layers": "the backbone's",
+    "static_weights": "the backbone's",
+}
+
+
+def setting_rows(document: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The method settings as the report shows them: what ran for the settings a
+    grounder resolves where it runs (``auto`` device, precision, video attention),
+    yes/no, —, numbers without Python's punctuation, a mapping (the prompt
+    templates) as a small table of its own."""
+    settings = dict(document.get("settings") or {})
+    ran = document.get("ran") or {}
+    rows = []
+    for name in sorted(settings):
+        value = settings[name]
+        asked = None
+        if name in ran and ran[name] != value:
+            asked, value = value, ran[name]
+        if isinstance(value, Mapping):
+            rows.append(
+                {"name": name, "text": "", "table": [(str(k), _shown(v)) for k, v in value.items()]}
+            )
+            continue
+        text = UNSET_MEANS.get(name, "—") if value is None else _shown(value)
+        if asked is not None:
+            text += f" (asked: {_shown(asked)})"
+        rows.append({"name": name, "text": text, "table": None})
+    return rows
+
+
+def _shown(value: Any) -> str:
+    if value is True:
+        return "yes"
+    if value is False:
+        return "no"
+    if value is None:
+        return "—"
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, list | tuple):
+        return ", ".join(_shown(item) for item in value)
+    return str(value)
 
 
 # --------------------------------------------------------------------------- per class

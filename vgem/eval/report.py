@@ -104,7 +104,8 @@ def build_results(
         "backbone": description.backbone,
         "weights": description.weights,
         "weights_sha256": description.weights_sha256,
-        "versions": versions(),
+        "versions": versions(description.backbone),
+        "ran": what_ran(execution or {}),
         "settings": description.settings,
         "settings_hash": description.settings_hash,
         "identity": description.identity,
@@ -136,9 +137,10 @@ def build_results(
     }
 
 
-def versions() -> dict[str, str | None]:
+def versions(backbone: str | None = None) -> dict[str, str | None]:
     """The versions of Python and of the packages that decide the figures (installed
-    metadata only: nothing heavy is imported)."""
+    metadata only: nothing heavy is imported), and of the package that provides
+    ``backbone`` when a plugin package does."""
     import platform
     from importlib import metadata
 
@@ -148,7 +150,27 @@ def versions() -> dict[str, str | None]:
             found[package] = metadata.version(package)
         except metadata.PackageNotFoundError:
             found[package] = None
+    if backbone:
+        from vgem import plugins
+        from vgem.backbones import parse_backbone_name
+
+        try:
+            family, _ = parse_backbone_name(backbone)
+            provided = plugins.provider("vgem.backbones", family)
+        except Exception:  # a name that is not installed: nothing more to say
+            provided = None
+        if provided is not None and provided[0] not in found:
+            found[provided[0]] = provided[1]
     return found
+
+
+def what_ran(execution: Mapping[str, Any]) -> dict[str, Any]:
+    """What the run's grounder really was (resolved device, precision, video attention;
+    the weights as its backbone describes them): the last worker's that said it."""
+    for worker in reversed(list(execution.get("per_worker") or [])):
+        if isinstance(worker, Mapping) and isinstance(worker.get("ran"), Mapping):
+            return dict(worker["ran"])
+    return {}
 
 
 def write_results(
@@ -243,7 +265,8 @@ def _table(documents: list[Mapping[str, Any]], compare_paper: bool, retry_hint: 
     refused = [str(match.reason) for match in comparisons if match.row is None]
     with_paper = compare_paper and task.compares_with_paper and not refused
     table = Table(title=_shown(task.table_title(first)), title_justify="left")
-    count_names = ["scored", "errors"] + (["pending"] if with_pending else [])
+    # The same counts as report.html and results.json: selected, scored, errors (pending).
+    count_names = ["selected", "scored", "errors"] + (["pending"] if with_pending else [])
     # Headers fold rather than end in "…" when space is short: a title is never cut.
     if with_runs:
         table.add_column("run", overflow="fold")

@@ -624,7 +624,14 @@ class SpatialTask(Task):
         }
 
     def table_title(self, document: Mapping[str, Any]) -> str:
-        method = (document.get("paper") or {}).get("row") or "ablation"
+        """The paper's row where the run reproduces one; else the method its settings
+        are (VideoGEM, GEM) or "custom settings"; then the backbone and settings hash."""
+        from vgem.eval.paper import PAPER_METHODS
+
+        settings = document.get("settings") or {}
+        method = (document.get("paper") or {}).get("row") or PAPER_METHODS.get(
+            (settings.get("weighting"), settings.get("prompts")), "custom settings"
+        )
         return f"{method} · {document['backbone']} · settings {document['settings_hash']}"
 
     def figure_columns(self, figures: Sequence[Mapping[str, Any]]) -> list[FigureColumn]:

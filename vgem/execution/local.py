@@ -33,6 +33,7 @@ class LocalExecutor:
                 worker.run(unit, counted)
             meter.units += 1
             meter.load_seconds = worker.load_seconds
+            meter.ran = worker.ran
 
     def execution(self) -> dict[str, Any]:
         """How the last ``execute`` went: one worker, this process (none when nothing ran)."""

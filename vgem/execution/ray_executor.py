@@ -108,7 +108,7 @@ class GroundingActor:
 
             where["node_id"] = ray.get_runtime_context().get_node_id()
             where["node_ip"] = ray.util.get_node_ip_address()
-        return {**where, "load_seconds": self.worker.load_seconds}
+        return {**where, "load_seconds": self.worker.load_seconds, "ran": self.worker.ran}
 
     def ground(self, unit: WorkUnit) -> Iterator[Line]:
         """The unit's lines, each as soon as it is grounded (called as a streaming method).
@@ -292,6 +292,9 @@ class RayExecutor:
         except Exception:  # a dead or unreachable worker: where it ran stays as known
             return
         slot.meter.load_seconds = float(where.pop("load_seconds", 0.0))
+        ran = where.pop("ran", None)
+        if ran:
+            slot.meter.ran = dict(ran)
         slot.meter.where = where
         slot.started = True
 
