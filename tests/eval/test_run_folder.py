@@ -192,3 +192,45 @@ def test_every_sitting_is_in_the_execution_record(invoke, tmp_path):
     assert execution["workers"] == 2
     assert execution["samples"] == len(records)
     assert all(worker["host"] and worker["pid"] for worker in execution["per_worker"])
+
+
+# --------------------------------------------------------------------------- what the report says
+
+
+def _report_text(path: Path) -> str:
+    import html
+    import re
+
+    page = path.read_text()
+    return re.sub(r"\s+", " ", html.unescape(re.sub(r"<[^>]+>", " ", page)))
+
+
+def test_the_report_and_the_terminal_state_what_ran(invoke, tmp_path):
+    records = _planted_dataset(tmp_path / "data", videos=2)
+    records.append({**records[0], "id": "gone", "video": "gone.mp4"})
+    manifest = _write_manifest(tmp_path / "data" / "manifest.jsonl", records)
+    result = invoke("eval", "--manifest", manifest, *PLANTED, "--run-dir", "run")
+    assert result.exit_code == 0, result.output
+    document = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert document["weights"] is None and document["ran"]["weights"] == "planted"
+    assert document["ran"]["device"] == "cpu" and document["settings"]["device"] == "auto"
+    assert "vgem-eval-test-backbones" in document["versions"]  # the backbone's package
+
+    text = _report_text(tmp_path / "run" / "report.html")
+    assert "weights planted" in text and "published weights" not in text
+    assert "device cpu" in text and "(asked: auto)" in text
+    for python_repr in (" True ", " False ", " None ", "{'", "[0.3"):
+        assert python_repr not in text, python_repr
+    assert "ablation" not in text and "VideoGEM · planted" in text
+
+    # the terminal: the same counts as the report, and the failed sample by name
+    (row,) = [line for line in result.stdout.splitlines() if line.startswith("│ manifest")]
+    cells = [cell.strip() for cell in row.split("│")[1:-1]]
+    assert cells[:4] == ["manifest", str(len(records)), str(len(records) - 1), "1"]
+    assert "failed: gone (gone.mp4): video 'gone.mp4' not found" in result.stderr
+
+    loud = [option for option in PLANTED if option != "--quiet"]
+    again = invoke("eval", "--manifest", manifest, *loud, "--run-dir", "run")
+    assert f"resuming: {len(records)} of {len(records)} found done" in again.stderr
+    paths = [line.split(": ", 1)[1] for line in again.stderr.splitlines() if ": run/" in line]
+    assert paths == ["run/results.json", "run/report.html"]  # one way: as the run dir was given
