@@ -122,3 +122,15 @@ def test_a_frame_far_from_every_grounded_time_has_no_stale_overlay(tmp_path):
     assert np.abs(bottom_right - GREY).max() < 12  # nothing but grey there
     legend = far[: height // 2, : width // 2]
     assert all(_colour_pixels(legend, query_colour(q)) > 3 for q in range(len(QUERIES)))
+
+
+def test_the_legend_names_the_grounded_time_a_frame_shows(tmp_path):
+    from vgem.annotate import overlay_source
+
+    frames = [np.full((180, 320, 3), GREY, dtype=np.uint8)] * 20
+    video = write_video(tmp_path / "grey.mp4", frames, size=(320, 180), fps=10)  # 0..1.9 s
+    overlay = overlay_source(_result(video, [0.5, 1.0]))
+    # the frame at 0.4 s shows the overlay of the time grounded at 0.5 s: the legend says
+    # so, not "t = 0.40 s", which reads like the playback clock
+    assert overlay(4).title == "grounded at 0.50 s"
+    assert overlay(11).title == "grounded at 1.00 s"

@@ -152,6 +152,29 @@ def test_ground_writes_every_output(cli, video, tmp_path):
     assert not list((tmp_path / "out").glob(".*part*"))
 
 
+def test_ground_says_what_it_wrote_in_the_format_each_extension_names(cli, video, tmp_path):
+    loud = [option for option in PLANTED if option != "--quiet"]
+    completed = cli(
+        "ground", video, "cut onion", *loud, "--json", "result.json", "--video-out", "ann.gif"
+    )
+    assert completed.exit_code == 0, completed.output
+    assert completed.stderr.splitlines()[-1] == "wrote result.json, ann.gif"
+    assert (tmp_path / "ann.gif").read_bytes()[:6] == b"GIF89a"
+    quiet = cli("ground", video, "cut onion", *PLANTED, "--json", "again.json")
+    assert quiet.exit_code == 0 and "wrote" not in quiet.stderr
+
+
+def test_an_annotated_video_format_vgem_cannot_write_is_refused_before_grounding(
+    cli, video, tmp_path, monkeypatch
+):
+    import vgem.grounder
+
+    monkeypatch.setattr(vgem.grounder, "Grounder", None)  # grounding would fail loudly
+    line = _assert_one_line_error(cli("ground", video, "cut", *PLANTED, "--video-out", "a.avi"))
+    assert "--video-out a.avi" in line and ".gif" in line and ".webm" in line
+    assert not (tmp_path / "a.avi").exists()
+
+
 def test_ground_prints_json_to_stdout(cli, video):
     completed = cli("ground", video, "cut_onion", "stir soup", *PLANTED, "--at", "1.2")
     assert completed.exit_code == 0, completed.output

@@ -163,3 +163,27 @@ def test_writer_rejects_a_frame_of_the_wrong_size(tmp_path):
         writer.write(synthetic_frame(1, (24, 32)))
 
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("suffix", "magic"),
+    [
+        (".mp4", b"ftyp"),  # bytes 4..8 of an MP4
+        (".webm", b"\x1a\x45\xdf\xa3"),  # the EBML header of Matroska / WebM
+        (".gif", b"GIF89a"),
+    ],
+)
+def test_the_format_follows_the_extension(tmp_path, suffix, magic):
+    out_path = tmp_path / f"out{suffix}"
+    with VideoWriter(out_path, (33, 25), fps=10) as writer:  # odd sizes too
+        for index in range(6):
+            writer.write(synthetic_frame(index, (33, 25)))
+    head = out_path.read_bytes()[:12]
+    assert magic in head
+    assert probe_video(out_path).frame_count == 6
+
+
+def test_an_extension_vgem_cannot_write_is_refused_before_anything(tmp_path):
+    with pytest.raises(InputError, match=r"\.avi"):
+        VideoWriter(tmp_path / "out.avi", (32, 24), fps=10).__enter__()
+    assert list(tmp_path.iterdir()) == []

@@ -121,7 +121,7 @@ def _time_overlay(
     """The overlay of one grounded time (without the timeline cursor)."""
     timeline = result.timeline
     shown = list(range(len(result.queries)))
-    title = f"t = {float(result.times[nearest]):.2f} s"
+    title = f"grounded at {float(result.times[nearest]):.2f} s"
     if timeline is not None:
         label = timeline.labels[nearest]
         shown = [] if label is None else [label]

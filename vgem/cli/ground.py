@@ -107,7 +107,8 @@ def ground(
         str | None,
         typer.Option(
             metavar="FILE",
-            help="Write an annotated H.264 video here.",
+            help="Write an annotated video here: .mp4 (H.264), .webm (VP9), .gif, .mkv or .mov, "
+            "by its extension.",
             rich_help_panel=OUTPUT_PANEL,
         ),
     ] = None,
@@ -201,6 +202,10 @@ def ground(
         # the outputs appear together at the end, or none of them.
         for query in queries:
             normalize_sentence(query)
+        if video_out:
+            from vgem.video.encode import video_format
+
+            video_format(video_out, setting="video_out")  # .mp4, .webm, .gif...: or one line
         with OutputSet(inputs=[video, method.weights]) as outputs:
             json_output = outputs.add(json_path or STDOUT, setting="json_path")
             maps_output = outputs.add(heatmaps, setting="heatmaps") if heatmaps else None
@@ -221,6 +226,15 @@ def ground(
                     info, queries, at=times, progress=report, temporal=temporal_settings
                 )
             _write_outputs(result, json_output, maps_output, video_output, quiet)
+        if not quiet:
+            _say_what_was_written([json_output, maps_output, video_output])
+
+
+def _say_what_was_written(staged: list[StagedOutput | None]) -> None:
+    """One stderr line naming the files written (standard output needs no mention)."""
+    written = [output.path for output in staged if output is not None and not output.is_stdout]
+    if written:
+        stderr.print(f"wrote {', '.join(written)}", soft_wrap=True, markup=False, highlight=False)
 
 
 def _check_queries(queries: list[str]) -> None:

@@ -629,8 +629,9 @@ class SpatialTask(Task):
         from vgem.eval.paper import PAPER_METHODS
 
         settings = document.get("settings") or {}
+        configuration = (str(settings.get("weighting")), str(settings.get("prompts")))
         method = (document.get("paper") or {}).get("row") or PAPER_METHODS.get(
-            (settings.get("weighting"), settings.get("prompts")), "custom settings"
+            configuration, "custom settings"
         )
         return f"{method} · {document['backbone']} · settings {document['settings_hash']}"
 

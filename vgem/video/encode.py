@@ -15,6 +15,7 @@ import math
 import os
 import subprocess
 import tempfile
+from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 from types import TracebackType
@@ -28,11 +29,64 @@ from vgem.video.probe import probe_video
 if TYPE_CHECKING:
     from vgem.staging import OutputSet, StagedOutput
 
-__all__ = ["VideoWriter"]
+__all__ = ["VIDEO_FORMATS", "VideoWriter", "video_format"]
+
+
+@dataclass(frozen=True)
+class VideoFormat:
+    """How a file extension's video is written: ffmpeg's muxer, and its codec options
+    (``{pixel}``: the pixel format, 4:2:0 for even sizes, 4:4:4 for odd ones where
+    the codec has it)."""
+
+    muxer: str
+    codec: tuple[str, ...]
+    description: str
+
+
+_H264 = ("-c:v", "libx264", "-pix_fmt", "{pixel}", "-crf", "{crf}", "-preset", "veryfast")
+_VP9 = ("-c:v", "libvpx-vp9", "-pix_fmt", "yuv420p", "-b:v", "0", "-crf", "{webm_crf}")
+_VP9_SPEED = ("-deadline", "realtime", "-cpu-used", "8", "-row-mt", "1")
+# GIF: a palette per frame, made as the frames come (256 colours a frame; a palette of
+# the whole video would need all of it in memory first).
+_GIF = (
+    "-vf",
+    "split[a][b];[a]palettegen=stats_mode=single[p];[b][p]paletteuse=new=1",
+    "-c:v",
+    "gif",
+    "-loop",
+    "0",
+)
+#: The annotated video's format follows the output's extension.
+VIDEO_FORMATS: dict[str, VideoFormat] = {
+    ".mp4": VideoFormat("mp4", (*_H264, "-movflags", "+faststart"), "H.264 MP4"),
+    ".m4v": VideoFormat("mp4", (*_H264, "-movflags", "+faststart"), "H.264 MP4"),
+    ".mov": VideoFormat("mov", _H264, "H.264 QuickTime"),
+    ".mkv": VideoFormat("matroska", _H264, "H.264 Matroska"),
+    ".webm": VideoFormat("webm", (*_VP9, *_VP9_SPEED), "VP9 WebM"),
+    ".gif": VideoFormat("gif", _GIF, "animated GIF"),
+}
+
+
+def video_format(path: str | os.PathLike[str], *, setting: str | None = None) -> VideoFormat:
+    """The format an annotated video at ``path`` is written in, by its extension; any
+    other extension is refused in one line (before any grounding, by the callers)."""
+    suffix = Path(os.fspath(path)).suffix.lower()
+    found = VIDEO_FORMATS.get(suffix)
+    if found is None:
+        named = f"`{setting}` {path}" if setting else str(path)
+        known = ", ".join(sorted(VIDEO_FORMATS))
+        raise InputError(
+            f"{named}: vgem writes annotated videos as {known}; give the file one of these "
+            f"extensions (not {suffix or 'none'}).",
+            settings=(setting,) if setting else (),
+        )
+    return found
 
 
 class VideoWriter:
-    """Write RGB frames to an H.264 MP4 that appears at ``path`` only when complete.
+    """Write RGB frames to a video that appears at ``path`` only when complete, in the
+    format its extension names (:data:`VIDEO_FORMATS`: H.264 MP4 by default, VP9 WebM,
+    animated GIF).
 
     ``path`` is a file path (checked and staged like every vgem output: a
     symlink is written through, a folder, device or FIFO refused) or an output
@@ -92,14 +146,16 @@ class VideoWriter:
 
         assert self._temporary_path is not None
         width, height = self.size
+        chosen = video_format(self.path)
         # 4:2:0 halves the chroma resolution, so H.264 needs even sizes for it.
         pixel_format = "yuv420p" if width % 2 == 0 and height % 2 == 0 else "yuv444p"
         rate = Fraction(self.fps).limit_denominator(1_000_000)
         command = [imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-nostats", "-v", "error"]
         command += ["-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{width}x{height}"]
         command += ["-r", str(rate), "-i", "pipe:0", "-an"]
-        command += ["-c:v", "libx264", "-pix_fmt", pixel_format, "-crf", str(self.crf)]
-        command += ["-preset", "veryfast", "-movflags", "+faststart", "-f", "mp4", "-y"]
+        values = {"pixel": pixel_format, "crf": str(self.crf), "webm_crf": str(self.crf + 14)}
+        command += [part.format(**values) for part in chosen.codec]
+        command += ["-f", chosen.muxer, "-y"]
         # "file:" and an absolute path: a name with a colon is not taken for a protocol.
         command.append("file:" + str(Path(self._temporary_path).absolute()))
         self._error_log = tempfile.TemporaryFile()  # noqa: SIM115 (closed in __exit__)
