@@ -91,6 +91,41 @@ def test_min_segment_drops_blips(tmp_path):
     ]
 
 
+def test_labels_dropped_for_being_short_are_counted(tmp_path):
+    video = _video(tmp_path, [("green", 15, 16), ("red", 20, 24)])
+    dropped = to_json_dict(_ground(video, min_segment=2.0))["dropped"]
+    assert dropped == {"red": {"segments": 0, "times": 0}, "green": {"segments": 1, "times": 1}}
+    kept = to_json_dict(_ground(video, min_segment=1.0))["dropped"]
+    assert kept["green"] == {"segments": 0, "times": 0}
+
+
+def test_a_query_that_never_happens_is_said_to_stand_out_nowhere(tmp_path):
+    """Min-max normalization makes "green" reach 1 somewhere even in a video with no
+    green; its contrast, from the raw scores, says that nothing stands out."""
+    video = _video(tmp_path, [("red", 5, 12)])
+    result = _ground(video)
+    document = to_json_dict(result)
+    red, green = (document["contrast"][name]["contrast"] for name in ("red", "green"))
+    low = document["temporal"]["low_contrast_below"]
+    assert red > low > green
+    (red_query, green_query) = document["queries"]
+    assert not any("stands out" in warning for warning in red_query["warnings"])
+    assert any("no time stands out" in warning for warning in green_query["warnings"])
+
+
+def test_contrast_tells_noise_from_a_step():
+    from vgem.temporal.segments import LOW_CONTRAST, timeline_contrast
+
+    generator = np.random.default_rng(0)
+    times = np.arange(300.0)
+    noise = generator.normal(0, 0.01, size=(300, 1))
+    step = noise + np.where((times >= 100) & (times < 140), 0.1, 0.0)[:, None]
+    shuffled = generator.permutation(300)  # times given in any order: sorted before use
+    contrast = timeline_contrast(times[shuffled], np.hstack([noise, step])[shuffled])
+    assert contrast[0] < LOW_CONTRAST < contrast[1]
+    assert np.isnan(timeline_contrast(times[:2], noise[:2])).all()  # too few times to say
+
+
 def test_threshold_decides_what_is_background(tmp_path):
     # dim red: cos([.55, 0, 0, .45], red) = 0.77, normalized against red frames and black
     video = _video(tmp_path, [("red", 2, 6), ("dim red", 10, 14), ("green", 20, 25)])

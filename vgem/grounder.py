@@ -9,6 +9,7 @@ every prompt of every query is read off it.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -39,7 +40,7 @@ if TYPE_CHECKING:
 
     from vgem.backbones.base import BackboneAdapter
     from vgem.gem import GemPass
-    from vgem.temporal.segments import TemporalSettings
+    from vgem.temporal.segments import TemporalSettings, Timeline
     from vgem.video import VideoInfo
 
 Progress = Callable[[int, int], None]
@@ -294,6 +295,7 @@ class Grounder:
                     done += 1
             if progress:
                 progress(done, len(times))
+        timeline = self._timeline(temporal, scorer, times, clip_embeddings, prompts, table)
         return GroundingResult(
             video=info,
             backbone=self.adapter.name,
@@ -314,15 +316,16 @@ class Grounder:
                         *query.extraction.warnings,
                         *self._truncation_warnings(query),
                         *sampling_warnings,
+                        *_contrast_warnings(timeline, position),
                     ],
                 )
-                for query, entries in zip(prompts, per_query, strict=True)
+                for position, (query, entries) in enumerate(zip(prompts, per_query, strict=True))
             ],
             times=np.asarray(times, dtype=np.float64),
             frames=np.asarray([video_io.frame_index_at(info, t) for t in times], dtype=np.int64),
             similarity=similarity,
             clip_embeddings=clip_embeddings,
-            timeline=self._timeline(temporal, scorer, times, clip_embeddings, prompts, table),
+            timeline=timeline,
         )
 
     def _timeline(self, temporal, scorer, times, clip_embeddings, prompts, table):
@@ -594,3 +597,19 @@ def _chosen_prompts(query: QueryPrompts, entries) -> dict[str, str]:
         verb = entries[0].chosen["verb"]
         obj = entries[0].chosen["object"]
     return {"verb": verb, "object": obj, "action": query.action}
+
+
+def _contrast_warnings(timeline: Timeline | None, query: int) -> list[str]:
+    """The warning of a query whose timeline has no time that stands out of its noise."""
+    from vgem.temporal.segments import LOW_CONTRAST
+
+    if timeline is None or timeline.contrast is None or query >= len(timeline.contrast):
+        return []
+    contrast = float(timeline.contrast[query])
+    if not math.isfinite(contrast) or contrast >= LOW_CONTRAST:
+        return []
+    return [
+        f"no time stands out: the scores' contrast is {contrast:.1f} (below {LOW_CONTRAST:g}, "
+        "their best time is within their own jitter), so this query's labels and segments "
+        "may say it happens where it does not"
+    ]

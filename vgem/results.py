@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from vgem.plain import plain_json
-from vgem.temporal.segments import Timeline
+from vgem.temporal.segments import CONTRAST_RULE, LOW_CONTRAST, Segment, Timeline
 from vgem.video.probe import VideoInfo
 
 SCHEMA = "vgem.grounding/1"
@@ -152,6 +152,30 @@ def _temporal_dict(result: GroundingResult) -> dict[str, Any]:
             # the threshold the labels were cut at (Otsu's, for threshold "auto"), exactly
             "threshold_used": float(timeline.threshold),
             "label_rule": LABEL_RULE,
+            "contrast_rule": CONTRAST_RULE,
+            "low_contrast_below": LOW_CONTRAST,
+        },
+        # per query: how far its best time stands out of its raw scores' jitter, and their
+        # spread (max - min of the cosines); a low contrast is warned about in `warnings`
+        "contrast": {
+            query: {
+                "contrast": _rounded(contrast),
+                "spread": round(float(np.ptp(timeline.relevance[:, index])), 6),
+            }
+            for index, (query, contrast) in enumerate(
+                zip(queries, _contrasts(timeline), strict=True)
+            )
+        },
+        # runs of labels dropped for lasting less than min_segment: per query, how many
+        # runs and how many labelled times they held
+        "dropped": {
+            query: {
+                "segments": sum(1 for run in timeline.dropped if run.query_index == index),
+                "times": sum(
+                    _times_in(timeline, run) for run in timeline.dropped if run.query_index == index
+                ),
+            }
+            for index, query in enumerate(queries)
         },
         "segments": [
             {
@@ -179,6 +203,26 @@ def _temporal_dict(result: GroundingResult) -> dict[str, Any]:
             for index, (time, label) in enumerate(zip(timeline.times, timeline.labels, strict=True))
         ],
     }
+
+
+def _contrasts(timeline: Timeline) -> list[float | None]:
+    count = timeline.relevance.shape[1] if timeline.relevance.ndim == 2 else 0
+    if timeline.contrast is None:
+        return [None] * count
+    return [float(value) for value in timeline.contrast]
+
+
+def _rounded(value: float | None) -> float | None:
+    return None if value is None or not math.isfinite(value) else round(value, 3)
+
+
+def _times_in(timeline: Timeline, run: Segment) -> int:
+    """How many labelled times of its query a dropped run held."""
+    return sum(
+        1
+        for time, label in zip(timeline.times, timeline.labels, strict=True)
+        if label == run.query_index and run.start - 1e-9 <= time < run.end - 1e-9
+    )
 
 
 def _query_dict(query: QueryResult) -> dict[str, Any]:

@@ -226,8 +226,29 @@ def ground(
                     info, queries, at=times, progress=report, temporal=temporal_settings
                 )
             _write_outputs(result, json_output, maps_output, video_output, quiet)
+        _warn_about_contrast(result)
         if not quiet:
             _say_what_was_written([json_output, maps_output, video_output])
+
+
+def _warn_about_contrast(result: GroundingResult) -> None:
+    """A query whose timeline has no time that stands out of its noise: said on stderr
+    (its warning is in the JSON too)."""
+    import math
+
+    from vgem.temporal.segments import LOW_CONTRAST
+
+    timeline = result.timeline
+    if timeline is None or timeline.contrast is None:
+        return
+    for query, contrast in zip(result.queries, timeline.contrast, strict=True):
+        if math.isfinite(contrast) and contrast < LOW_CONTRAST:
+            print_error(
+                f"{query.query!r}: no time stands out (contrast {contrast:.1f}, below "
+                f"{LOW_CONTRAST:g}): its labels and segments may say it happens where it "
+                "does not",
+                label="warning:",
+            )
 
 
 def _say_what_was_written(staged: list[StagedOutput | None]) -> None:

@@ -24,6 +24,17 @@ DEFAULT_THRESHOLD = 0.5
 DEFAULT_MIN_SEGMENT = 2.0
 DEFAULT_MAX_GAP = 1.0
 DEFAULT_BOUNDARY_WINDOW = 2.0
+#: Below this contrast (:func:`timeline_contrast`), no time stands out for a query.
+LOW_CONTRAST = 5.0
+#: The smallest jitter a contrast divides by (cosines: far below any real difference).
+NOISE_FLOOR = 1e-6
+CONTRAST_RULE = (
+    "contrast = (max - median) / noise of a query's raw scores over the grounded times, "
+    "noise = 1.4826 * median |score(t) - score(previous t)| / sqrt(2) (the jitter between "
+    "neighbouring times); scores that are noise alone give about 2 to 4; below "
+    f"{LOW_CONTRAST:g} no time stands out and the labels (cut from min-max normalized "
+    "scores, which always reach 1 somewhere) mean little"
+)
 
 
 @dataclass(frozen=True)
@@ -87,6 +98,29 @@ class Timeline:
     threshold: float
     segments: list[Segment] = field(default_factory=list)
     settings: TemporalSettings | None = None
+    #: Per query: how far its best time stands out of its scores' jitter (NaN: too few
+    #: times to say), see :func:`timeline_contrast`.
+    contrast: np.ndarray | None = None
+    #: Runs of labels dropped for being shorter than ``min_segment``.
+    dropped: list[Segment] = field(default_factory=list)
+
+
+def timeline_contrast(times: np.ndarray, relevance: np.ndarray) -> np.ndarray:
+    """Per query, how far its best time stands above its typical one, in units of the
+    jitter between neighbouring times (:data:`CONTRAST_RULE`).
+
+    Min-max normalization makes every query reach 1 somewhere, even on a video
+    where it never happens; this figure, from the raw scores, says whether the
+    top is more than noise. It is a warning sign, not an accuracy: it needs no
+    ground truth and promises nothing about where the action is.
+    """
+    relevance = np.asarray(relevance, dtype=np.float64)
+    if relevance.ndim != 2 or relevance.shape[0] < 3:
+        return np.full(relevance.shape[-1] if relevance.ndim == 2 else 0, np.nan)
+    ordered = relevance[np.argsort(np.asarray(times, dtype=np.float64), kind="stable")]
+    jitter = np.median(np.abs(np.diff(ordered, axis=0)), axis=0) * 1.4826 / math.sqrt(2)
+    noise = np.maximum(jitter, NOISE_FLOOR)
+    return (ordered.max(axis=0) - np.median(ordered, axis=0)) / noise
 
 
 def normalize_per_query(scores: np.ndarray) -> np.ndarray:
@@ -147,11 +181,13 @@ def segments_from_labels(
     min_segment: float,
     max_gap: float,
     step: float | None = None,
+    dropped: list[Segment] | None = None,
 ) -> list[Segment]:
     """Runs of one label, bridged over short background gaps, short runs dropped.
 
     A grounded time t stands for [t, t + step). ``scores`` ``[times, queries]``
-    (normalized) give each segment its mean score.
+    (normalized) give each segment its mean score. ``dropped`` collects the runs
+    dropped for being shorter than ``min_segment`` (so that they can be counted).
     """
     times = np.asarray(times, dtype=np.float64)
     order = np.argsort(times, kind="stable")
@@ -165,9 +201,12 @@ def segments_from_labels(
         query = labels[current[0]]
         assert query is not None  # only labelled positions join a segment
         start, end = times[current[0]], times[current[-1]] + step
+        score = float(np.mean([scores[i, query] for i in current]))
+        segment = Segment(queries[query], query, float(start), float(end), score)
         if end - start >= min_segment - 1e-9:
-            score = float(np.mean([scores[i, query] for i in current]))
-            segments.append(Segment(queries[query], query, float(start), float(end), score))
+            segments.append(segment)
+        elif dropped is not None:
+            dropped.append(segment)
         current.clear()
 
     for position in order:
@@ -234,6 +273,7 @@ def localize(
         threshold = float(settings.threshold)
     labels = label_times(normalized, threshold)
     step = time_step(times)
+    dropped: list[Segment] = []
     segments = segments_from_labels(
         times,
         labels,
@@ -242,6 +282,7 @@ def localize(
         min_segment=settings.min_segment,
         max_gap=settings.max_gap,
         step=step,
+        dropped=dropped,
     )
     if start_scores is not None and end_scores is not None:
         segments = refine_boundaries(
@@ -252,4 +293,14 @@ def localize(
             window=settings.boundary_window,
             step=step,
         )
-    return Timeline(times, labels, relevance, normalized, threshold, segments, settings)
+    return Timeline(
+        times,
+        labels,
+        relevance,
+        normalized,
+        threshold,
+        segments,
+        settings,
+        contrast=timeline_contrast(times, relevance),
+        dropped=dropped,
+    )
