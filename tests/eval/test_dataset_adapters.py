@@ -327,3 +327,44 @@ def test_adapter_samples_survive_a_manifest_round_trip(tmp_path):
 
     assert read_back == samples
     assert problems == []
+
+
+@pytest.mark.parametrize("dtype", ["int64", "float32", "float64"])
+def test_vhico_boxes_scale_in_the_number_type_of_their_rows(tmp_path, dtype):
+    """As the authors' torch code: a tensor made from the rows keeps a float64 array's
+    type, and integers or float32 become float32; randomized boxes, halves included."""
+    torch = pytest.importorskip("torch")
+    from vgem.eval.tasks import score_point
+
+    generator = np.random.default_rng(1)
+    keyframes, rows = [], []
+    for index in range(200):
+        if index % 2:  # random boxes on random frames
+            width, height = (int(value) for value in generator.integers(100, 2000, size=2))
+            values = generator.integers(0, 16000, size=(1, 4)) / 8
+        else:  # exact halves once scaled to 224 (x 0.35, y 0.7): where float32 and float64 part
+            width, height = 640, 320
+            odd = 2 * generator.integers(0, 30, size=(1, 4)) + 1
+            values = odd * np.array([10, 5, 10, 5])
+        row = values.astype(np.int64 if dtype == "int64" else dtype)
+        rows.append((row, width, height))
+        keyframes.append(
+            {
+                "path": f"cut/vid1/{index}.jpg",
+                "label": "cut onion",
+                "human": row,
+                "object": [],
+                "height": height,
+                "width": width,
+            }
+        )
+    release = {"annos": {"cut": {"vid1": keyframes}}}
+    _write(tmp_path / "data" / "gt_annotations" / "gt_bbox_test.json", pickle.dumps(release))
+    samples, _ = _split(VHICO.read(tmp_path))
+    assert len(samples) == len(rows)
+    for sample, (row, width, height) in zip(samples, rows, strict=True):
+        tensor = torch.tensor(row[0])
+        scales = [224 / width, 224 / height, 224 / width, 224 / height]
+        authors = [int((tensor[i] * scales[i]).round()) for i in range(4)]
+        _, (ours,) = score_point((0, 0), sample, (width, height), 224)
+        assert list(ours) == authors, (row, width, height)

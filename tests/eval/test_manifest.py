@@ -83,6 +83,7 @@ def test_record_round_trip_keeps_every_field_and_writes_whole_numbers_plainly():
         object_boxes=[[0.5, 0.25, 0.75, 1]],
         dataset="gyt",
         frame_size=[640, 360],
+        box_dtype="float64",
     )
     record = sample_to_record(sample)
     assert record == {
@@ -96,6 +97,7 @@ def test_record_round_trip_keeps_every_field_and_writes_whole_numbers_plainly():
         "object_boxes": [[0.5, 0.25, 0.75, 1]],
         "dataset": "gyt",
         "frame_size": [640, 360],
+        "box_dtype": "float64",
     }
     assert sample_from_record(json.loads(json.dumps(record))) == sample
 

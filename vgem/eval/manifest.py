@@ -85,6 +85,7 @@ OPTIONAL_FIELDS = (
     "object_boxes",
     "dataset",
     "frame_size",
+    "box_dtype",
 )
 KNOWN_FIELDS = frozenset(REQUIRED_FIELDS + OPTIONAL_FIELDS)
 
@@ -112,6 +113,7 @@ def sample_from_record(record: Any) -> Sample:
         object_boxes=record.get("object_boxes", ()),
         dataset=record.get("dataset"),
         frame_size=record.get("frame_size"),
+        box_dtype=record.get("box_dtype"),
     )
 
 
@@ -134,6 +136,8 @@ def sample_to_record(sample: Sample) -> dict[str, Any]:
         record["dataset"] = sample.dataset
     if sample.frame_size is not None:
         record["frame_size"] = [_plain_number(value) for value in sample.frame_size]
+    if sample.box_dtype is not None:
+        record["box_dtype"] = sample.box_dtype
     return record
 
 

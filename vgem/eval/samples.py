@@ -59,10 +59,16 @@ class Sample(VideoAnnotation):
     class_name: str | None = None
     human_boxes: tuple[Box, ...] = ()
     object_boxes: tuple[Box, ...] = ()
+    #: The number type the annotation stored the boxes in, where the scoring follows it
+    #: (V-HICO: the authors scaled them as torch tensors of that type); None: the
+    #: dataset's rule (vgem.eval.metrics.box_arithmetic).
+    box_dtype: str | None = None
 
     def __post_init__(self) -> None:
         super().__post_init__()
         require_text(self.query, "query")
+        if self.box_dtype not in (None, "float32", "float64"):
+            raise ValueError(f"'box_dtype' is float32 or float64, not {self.box_dtype!r}")
         if (self.time is None) == (self.frame is None):
             raise ValueError("give exactly one of 'time' and 'frame'")
         if self.time is not None:

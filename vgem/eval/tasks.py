@@ -680,7 +680,7 @@ def score_point(
     point is tested there, borders included, as the authors did.
     """
     frame_size = sample.frame_size or video_size
-    arithmetic = box_arithmetic(sample.dataset)
+    arithmetic = sample.box_dtype or box_arithmetic(sample.dataset)
     model_boxes = [
         scale_box_to_model(box, frame_size, input_size, arithmetic=arithmetic)
         for box in sample.boxes

@@ -36,9 +36,9 @@ Scoring: the VideoGEM authors scale V-HICO boxes with torch, in float32
 scaled in Python floats. A product that is exactly k + 1/2 in exact arithmetic
 then rounds the other way in about 0.16 % of the coordinates (x = 90 on a
 640-wide frame at S = 224: 32 for the authors, 31 in float64). vgem follows the
-authors for the rows V-HICO holds, integers or float32
-(:data:`vgem.eval.metrics.BOX_ARITHMETIC`); a release of float64 numpy rows,
-which torch would scale in float64, is not known to exist.
+authors in the number type of the rows: integers and float32 rows in float32,
+float64 numpy rows (which torch keeps as float64) in float64
+(:func:`rows_dtype`, recorded on each sample as ``box_dtype``).
 """
 
 from __future__ import annotations
@@ -156,6 +156,7 @@ class VHico:
         try:
             human_boxes = _rows(keyframe["human"])
             object_boxes = _rows(keyframe["object"])
+            box_dtype = rows_dtype([keyframe["human"], keyframe["object"]])
         except (ValueError, TypeError) as error:
             reason = f"{where}: unreadable boxes ({error})"
             return ManifestProblem(source, reason, kind="unreadable boxes")
@@ -175,7 +176,21 @@ class VHico:
             object_boxes=object_boxes,
             dataset=self.name,
             frame_size=(keyframe["width"], keyframe["height"]),
+            box_dtype=box_dtype,
         )
+
+
+def rows_dtype(values: list[Any]) -> str:
+    """The number type the authors' torch code scaled these boxes in: ``float64`` when
+    the annotation holds them as float64 numpy arrays (a tensor made from one keeps
+    its type), else ``float32`` (integers, float32 arrays and Python numbers become
+    torch's default float32)."""
+    for value in values:
+        for item in [value, *(value if isinstance(value, list | tuple) else [])]:
+            dtype = getattr(item, "dtype", None)
+            if dtype is not None and np.dtype(dtype) == np.float64:
+                return "float64"
+    return "float32"
 
 
 def _rows(value: Any) -> list[list[float]]:
