@@ -58,6 +58,7 @@ from vgem.eval.datasets.base import (
     find_file,
     make_sample,
 )
+from vgem.eval.metrics import box_arithmetic
 from vgem.eval.safe_pickle import safe_load
 from vgem.eval.samples import ManifestProblem, Sample
 
@@ -156,7 +157,10 @@ class VHico:
         try:
             human_boxes = _rows(keyframe["human"])
             object_boxes = _rows(keyframe["object"])
-            box_dtype = rows_dtype([keyframe["human"], keyframe["object"]])
+            # float32 is V-HICO's rule already: only float64 rows need saying (so the
+            # samples, and the fingerprints resumed runs match them by, stay as before)
+            dtype = rows_dtype([keyframe["human"], keyframe["object"]])
+            box_dtype = dtype if dtype != box_arithmetic(self.name) else None
         except (ValueError, TypeError) as error:
             reason = f"{where}: unreadable boxes ({error})"
             return ManifestProblem(source, reason, kind="unreadable boxes")
