@@ -108,7 +108,14 @@ def test_json_document(tmp_path):
     assert second["prompts"]["object"] == "A photo of a person using Teeth."
     assert [entry["time"] for entry in first["times"]] == [0.0, 1.0, 2.0]
     entry = first["times"][1]
-    assert set(entry) == {"time", "frame", "point", "model_point", "prompt_points", "score"}
+    assert set(entry) == {
+        *("time", "frame", "point", "model_point", "prompt_points", "score"),
+        *("box", "box_score"),  # the region around the point (vgem.regions)
+    }
+    for timed in first["times"] + second["times"]:
+        (x, y), (x1, y1, x2, y2) = timed["point"], timed["box"]
+        assert 0 <= x1 <= x <= x2 <= 96 and 0 <= y1 <= y <= y2 <= 64
+        assert 0 < timed["box_score"] <= 1
     assert set(entry["prompt_points"]) == {"verb", "object", "action"}
     assert entry["frame"] == 2
     assert entry["score"] == pytest.approx(1.0)  # planted class token equals the text

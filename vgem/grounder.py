@@ -229,6 +229,9 @@ class Grounder:
         progress: Progress | None = None,
         temporal: TemporalSettings | None = None,
         on_grounded: OnGrounded | None = None,
+        box_threshold: float | None = None,
+        smooth: float | None = None,
+        masks: bool = False,
     ) -> GroundingResult:
         """Where each query happens at each grounded time of ``video``.
 
@@ -242,6 +245,15 @@ class Grounder:
         entries per query and its raw maps ``[queries, 3, h, w]`` — so a caller
         can save work before the whole video is through.
 
+        Each entry also has the ``box`` of the query's region around its point
+        (:mod:`vgem.regions`; ``box_threshold``: the fraction of the heatmap's
+        maximum it keeps, 0.5 by default); ``masks`` keeps the regions
+        themselves (``result.masks``). ``smooth`` (seconds): each query's maps
+        are averaged over the neighbouring grounded times (:func:`smooth_maps`)
+        before its points and boxes are taken, for steadier tracks; the raw maps
+        (``similarity``) stay as they were, and ``on_grounded`` is then called
+        once every time is smoothed.
+
         Work never grows past the video's frames: an ``fps`` above the video's
         frame rate grounds every frame once (see ``grounded_times``), and
         times whose clips show exactly the same frames (several times within
@@ -249,7 +261,10 @@ class Grounder:
         """
         from vgem import plugins
         from vgem import video as video_io
+        from vgem.regions import DEFAULT_REGION_THRESHOLD
 
+        threshold = _region_threshold(box_threshold)
+        smoothing = _smoothing(smooth)
         prompts = self.prompts_for([queries] if isinstance(queries, str) else list(queries))
         info = (
             video
@@ -274,12 +289,16 @@ class Grounder:
         grid = self.adapter.token_layout().grid
         similarity = np.zeros((len(times), len(prompts), len(PROMPT_ROLES), *grid), np.float32)
         clip_embeddings = np.zeros((len(times), table.embeddings.shape[-1]), np.float32)
+        size = self.adapter.preprocessing.input_size
+        packed = None
+        if masks:
+            packed = np.zeros((len(times), len(prompts), (size * size + 7) // 8), np.uint8)
         done = 0
         if progress:
             progress(0, len(times))
         for batch in self._batches(info, distinct_times):
-            grounded, maps, embeddings = self._ground_batch(
-                batch, info, distinct_times, prompts, table
+            grounded, maps, embeddings, regions = self._ground_batch(
+                batch, info, distinct_times, prompts, table, threshold
             )
             for slot, distinct_position in enumerate(batch.positions):
                 for position in copies[distinct_position]:
@@ -288,20 +307,33 @@ class Grounder:
                     ]
                     similarity[position] = maps[slot]
                     clip_embeddings[position] = embeddings[slot].numpy()
+                    if packed is not None:
+                        packed[position] = _packed(regions[slot])
                     for query_index, entry in enumerate(entries):
                         per_query[query_index][position] = entry
-                    if on_grounded is not None:
+                    if on_grounded is not None and not smoothing:
                         on_grounded(position, entries, similarity[position])
                     done += 1
             if progress:
                 progress(done, len(times))
+        if smoothing:
+            self._smoothed(info, times, similarity, per_query, packed, threshold, smoothing)
+            if on_grounded is not None:
+                for position in range(len(times)):
+                    entries = [cast("GroundedTime", query[position]) for query in per_query]
+                    on_grounded(position, entries, similarity[position])
+        recorded = self.effective_settings
+        if threshold != DEFAULT_REGION_THRESHOLD:
+            recorded["box_threshold"] = threshold
+        if smoothing:
+            recorded["smooth"] = smoothing
         timeline = self._timeline(temporal, scorer, times, clip_embeddings, prompts, table)
         return GroundingResult(
             video=info,
             backbone=self.adapter.name,
             weights=self.adapter.weights_source,
             input_size=self.adapter.preprocessing.input_size,
-            settings=self.effective_settings,
+            settings=recorded,
             queries=[
                 QueryResult(
                     query=query.query,
@@ -326,6 +358,7 @@ class Grounder:
             similarity=similarity,
             clip_embeddings=clip_embeddings,
             timeline=timeline,
+            masks=packed,
         )
 
     def _timeline(self, temporal, scorer, times, clip_embeddings, prompts, table):
@@ -521,21 +554,25 @@ class Grounder:
             clip_embeddings=clip_embedding,
         )
 
-    def _ground_batch(self, batch: _ClipBatch, info, times, prompts, table: _PromptTable):
+    def _ground_batch(
+        self, batch: _ClipBatch, info, times, prompts, table: _PromptTable, threshold: float
+    ):
         from vgem import video as video_io
         from vgem.heatmaps import to_original_pixels
 
         grounding = self._ground_prompts(batch.pixels, prompts, table)
         size = self.adapter.preprocessing.input_size
         frame_size = (info.width, info.height)
-        grounded = []
+        grounded, regions = [], []
         for slot, position in enumerate(batch.positions):
             time = times[position]
             frame = video_io.frame_index_at(info, time)
             cosine = grounding.clip_text_cosine[slot].tolist()
-            entries = []
+            entries, slot_regions = [], []
             for q in range(len(prompts)):
                 model_point = grounding.points[slot][q]
+                region = self._region(grounding.heatmaps[slot, q], model_point, threshold)
+                slot_regions.append(region)
                 prompt_points = {
                     role: to_original_pixels(tuple(point), size, frame_size)
                     for role, point in zip(
@@ -558,10 +595,50 @@ class Grounder:
                             else {}
                         ),
                         candidates=candidates,
+                        **_box_fields(region, size, frame_size),
                     )
                 )
             grounded.append(entries)
-        return grounded, grounding.similarity.cpu().numpy(), grounding.clip_embeddings.cpu()
+            regions.append(slot_regions)
+        similarity = grounding.similarity.cpu().numpy()
+        return grounded, similarity, grounding.clip_embeddings.cpu(), regions
+
+    def _region(self, heatmaps: torch.Tensor, model_point: tuple[int, int], threshold: float):
+        """The query's region around its point, from its three heatmaps ``[3, S, S]``."""
+        from vgem.regions import combined_heatmap, region_around
+
+        combined = combined_heatmap(heatmaps.float().cpu().numpy(), self.settings.prompts)
+        return region_around(combined, model_point, threshold)
+
+    def _smoothed(self, info, times, similarity, per_query, packed, threshold, seconds) -> None:
+        """Points, prompt points and boxes again, from maps smoothed over time
+        (:func:`smooth_maps`); the entries are replaced in ``per_query``."""
+        import torch
+
+        from vgem.heatmaps import heatmaps_and_points, to_original_pixels
+
+        size = self.adapter.preprocessing.input_size
+        frame_size = (info.width, info.height)
+        for position, maps in smooth_maps(np.asarray(times), similarity, seconds):
+            heatmaps, points = heatmaps_and_points(torch.from_numpy(maps), size)  # [Q, 3, ...]
+            regions = []
+            for q, entries in enumerate(per_query):
+                model_point = self._final_point(heatmaps[q], points[q])
+                region = self._region(heatmaps[q], model_point, threshold)
+                regions.append(region)
+                prompt_points = {
+                    role: to_original_pixels(tuple(point), size, frame_size)
+                    for role, point in zip(PROMPT_ROLES, points[q].tolist(), strict=True)
+                }
+                entries[position] = replace(
+                    cast("GroundedTime", entries[position]),
+                    point=to_original_pixels(model_point, size, frame_size),
+                    model_point=model_point,
+                    prompt_points=prompt_points,
+                    **_box_fields(region, size, frame_size),
+                )
+            if packed is not None:
+                packed[position] = _packed(regions)
 
     def _final_point(self, heatmaps: torch.Tensor, points: torch.Tensor) -> tuple[int, int]:
         mode = self.settings.prompts
@@ -613,3 +690,78 @@ def _contrast_warnings(timeline: Timeline | None, query: int) -> list[str]:
         "their best time is within their own jitter), so this query's labels and segments "
         "may say it happens where it does not"
     ]
+
+
+def _box_fields(region: Any, size: int, frame_size: tuple[int, int]) -> dict[str, Any]:
+    from vgem.regions import box_in_original_pixels
+
+    return {
+        "box": box_in_original_pixels(region.box, size, frame_size),
+        "box_score": region.score,
+        "model_box": region.box,
+    }
+
+
+def _packed(regions: list[Any]) -> np.ndarray:
+    from vgem.regions import pack_masks
+
+    return pack_masks(np.stack([region.mask for region in regions]))
+
+
+def _region_threshold(value: float | None) -> float:
+    from vgem.errors import SettingsError
+    from vgem.regions import DEFAULT_REGION_THRESHOLD
+
+    if value is None:
+        return DEFAULT_REGION_THRESHOLD
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value <= 1:
+        raise SettingsError(
+            f"`box_threshold` is a fraction of the heatmap's maximum in (0, 1], not {value!r}.",
+            settings=("box_threshold",),
+        )
+    return float(value)
+
+
+#: The longest smoothing window, in seconds (a window is read around every time).
+MAX_SMOOTH_SECONDS = 600.0
+
+
+def _smoothing(value: float | None) -> float:
+    from vgem.errors import SettingsError
+
+    if value is None or value == 0:
+        return 0.0
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not math.isfinite(value)
+        or not 0 < value <= MAX_SMOOTH_SECONDS
+    ):
+        raise SettingsError(
+            f"`smooth` is a number of seconds from 0 to {MAX_SMOOTH_SECONDS:g}, not {value!r}.",
+            settings=("smooth",),
+        )
+    return float(value)
+
+
+def smooth_maps(times: np.ndarray, similarity: np.ndarray, seconds: float):
+    """Each grounded time's raw maps ``[queries, 3, h, w]`` averaged with its neighbours',
+    yielded as ``(position, maps)`` one time after another.
+
+    The filter: a Gaussian in time with sigma = ``seconds`` / 2, over the grounded
+    times within ``seconds`` of each one (weights normalized over that window),
+    applied to the raw cosine maps before they are upsampled and normalized.
+    Memory stays flat: one window of small maps at a time.
+    """
+    times = np.asarray(times, dtype=np.float64)
+    order = np.argsort(times, kind="stable")
+    ordered = times[order]
+    sigma = seconds / 2
+    for rank, position in enumerate(order):
+        low = int(np.searchsorted(ordered, ordered[rank] - seconds, side="left"))
+        high = int(np.searchsorted(ordered, ordered[rank] + seconds, side="right"))
+        neighbours = order[low:high]
+        weights = np.exp(-0.5 * ((times[neighbours] - times[position]) / sigma) ** 2)
+        weights = (weights / weights.sum()).astype(np.float32)
+        maps = np.tensordot(weights, similarity[neighbours], axes=(0, 0))
+        yield int(position), maps.astype(np.float32)

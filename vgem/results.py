@@ -53,6 +53,12 @@ class GroundedTime:
     score: float
     chosen: dict[str, str] = field(default_factory=dict)
     candidates: dict[str, list[CandidateScore]] = field(default_factory=dict)
+    #: [x1, y1, x2, y2] in original-video pixel edges (the frame is [0, W] x [0, H]):
+    #: the region of the query's heatmap around its point (vgem.regions), and its mean
+    #: heat; ``model_box`` is the same region's inclusive box in model-input pixels.
+    box: tuple[float, float, float, float] | None = None
+    box_score: float | None = None
+    model_box: tuple[int, int, int, int] | None = None
 
     def __post_init__(self) -> None:
         if not all(math.isfinite(value) for value in self.point):
@@ -98,6 +104,18 @@ class GroundingResult:
     #: The fingerprint of a many-video batch's request (:mod:`vgem.batch`), so that
     #: a resumed batch keeps only the outputs made for the same request.
     batch_request: str | None = None
+    #: With ``masks=True``: each query's region at each time, bit-packed
+    #: (:func:`vgem.regions.pack_masks`), uint8 ``[times, queries, ceil(S * S / 8)]``.
+    masks: np.ndarray | None = None
+
+    def region_masks(self) -> np.ndarray | None:
+        """The regions as booleans ``[times, queries, S, S]`` in the model input (None
+        when the grounding was not asked for masks)."""
+        from vgem.regions import unpack_masks
+
+        if self.masks is None:
+            return None
+        return unpack_masks(self.masks, (self.input_size, self.input_size))
 
     def __post_init__(self) -> None:
         count = len(self.times)
@@ -252,6 +270,9 @@ def _time_dict(entry: GroundedTime) -> dict[str, Any]:
         },
         "score": round(entry.score, 6),
     }
+    if entry.box is not None:
+        document["box"] = [round(value, 3) for value in entry.box]
+        document["box_score"] = None if entry.box_score is None else round(entry.box_score, 6)
     if entry.chosen:
         document["chosen"] = dict(entry.chosen)
     if entry.candidates:
