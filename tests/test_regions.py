@@ -89,7 +89,7 @@ def _moving_patch_video(tmp_path, *, frames: int, noise: bool, seed: int = 0):
     video_frames = []
     for index in range(frames):
         frame = np.full((SIZE, SIZE, 3), 20, np.uint8)
-        column = int(round(columns[index]))
+        column = int(np.rint(columns[index]))
         frame[4 * PATCH * PIXELS : 5 * PATCH * PIXELS, column * PATCH * PIXELS :][
             :, : PATCH * PIXELS
         ] = 200
