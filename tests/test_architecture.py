@@ -37,11 +37,12 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "vgem.results",
             "vgem.render",
             "vgem.annotate",
+            "vgem.regions",
             "vgem.fetch",
             "vgem.testing",
         ),
     ),
-    ("execution and outputs", ("vgem.execution", "vgem.outputs")),
+    ("execution and outputs", ("vgem.execution", "vgem.outputs", "vgem.exports", "vgem.viewer")),
     ("evaluation and batches", ("vgem.eval", "vgem.batch")),
     ("command line and front door", ("vgem.cli", "vgem")),
 ]

@@ -171,3 +171,14 @@ def test_the_old_writer_name_still_imports():
     from vgem.video import VideoWriter
 
     assert AnnotatedVideoWriter is VideoWriter
+
+
+def test_boxes_are_outlined_in_their_colour_inside_their_edges():
+    from vgem.render import FrameOverlay, apply_overlay
+
+    frame = np.zeros((60, 80, 3), np.uint8)
+    drawn = apply_overlay(frame, FrameOverlay(boxes=[(10.0, 20.0, 30.0, 50.0, (255, 150, 0))]))
+    assert (drawn[20, 10:30] == (255, 150, 0)).all() and (drawn[49, 10:30] == (255, 150, 0)).all()
+    assert (drawn[20:50, 10] == (255, 150, 0)).all() and (drawn[20:50, 29] == (255, 150, 0)).all()
+    assert (drawn[35, 15:25] == 0).all()  # an outline, not a fill
+    assert (drawn[:20].sum(), drawn[50:].sum(), drawn[:, 30:].sum()) == (0, 0, 0)  # inside edges

@@ -135,6 +135,11 @@ def _time_overlay(
         if len(shown) == 1:
             heatmap = maps[0]  # one query: its heatmap, outlined in its colour
         regions = list(zip(maps, colours, strict=True))
+    boxes = []  # each shown query's box, in its colour
+    for q, colour in zip(shown, colours, strict=True):
+        box = result.queries[q].times[nearest].box
+        if box is not None:
+            boxes.append((box[0], box[1], box[2], box[3], colour))
     return FrameOverlay(
         heatmap=heatmap,
         points=points,
@@ -142,6 +147,7 @@ def _time_overlay(
         colours=colours,
         regions=regions,
         legend=legend,
+        boxes=boxes,
     )
 
 

@@ -93,7 +93,13 @@ VIDEO_EXTENSIONS = frozenset(
 #: A source with one of these suffixes is a list of videos, one path a line.
 LIST_EXTENSIONS = frozenset({".txt", ".lst", ".list"})
 #: What each output of a video is called: NAME + suffix.
-OUTPUT_SUFFIXES = {"json": ".json", "heatmaps": ".npz", "video": ".mp4"}
+OUTPUT_SUFFIXES = {
+    "json": ".json",
+    "heatmaps": ".npz",
+    "video": ".mp4",
+    "csv": ".csv",
+    "coco": ".coco.json",
+}
 
 Status = Literal["succeeded", "skipped", "failed"]
 
@@ -365,6 +371,10 @@ class BatchGrounding:
     temporal: TemporalSettings | None = None
     save_heatmaps: bool = False
     save_video: bool = False
+    save_csv: bool = False
+    save_coco: bool = False
+    box_threshold: float | None = None
+    smooth: float | None = None
     source_fps: float = 1.0
     inputs: InputFiles = field(default_factory=InputFiles)
     keeper: RecordKeeper | None = None
@@ -379,6 +389,8 @@ class BatchGrounding:
         """Where ``video``'s outputs go, the JSON last (it marks the video complete)."""
         kinds = [
             *(["heatmaps"] if self.save_heatmaps else []),
+            *(["csv"] if self.save_csv else []),
+            *(["coco"] if self.save_coco else []),
             *(["video"] if self.save_video else []),
             "json",
         ]
@@ -440,7 +452,17 @@ class BatchGrounding:
         model = grounder()  # a model that cannot load is the batch's error, not the video's
         started += time.perf_counter() - loading
         try:
-            result = model.ground(info, self.queries, at=times, temporal=self.temporal)
+            if self.box_threshold is None and self.smooth is None:
+                result = model.ground(info, self.queries, at=times, temporal=self.temporal)
+            else:  # only then: a grounder of the protocol's older shape still serves
+                result = model.ground(
+                    info,
+                    self.queries,
+                    at=times,
+                    temporal=self.temporal,
+                    box_threshold=self.box_threshold,
+                    smooth=self.smooth,
+                )
             written = self._write(result, video)
         except (InputError, OSError) as error:
             return self.error_record(video, None, error_reason(error), _since(started))
@@ -467,7 +489,12 @@ class BatchGrounding:
         with OutputSet(self.inputs, owner=self.keeper, tag=self.token) as outputs:
             staged = {kind: outputs.add(path, setting="out_dir") for kind, path in paths.items()}
             write_outputs(
-                result, staged["json"], heatmaps=staged.get("heatmaps"), video=staged.get("video")
+                result,
+                staged["json"],
+                heatmaps=staged.get("heatmaps"),
+                video=staged.get("video"),
+                csv=staged.get("csv"),
+                coco=staged.get("coco"),
             )
         return list(paths.values())
 
@@ -526,6 +553,10 @@ def ground_videos(
     temporal: TemporalSettings | None = None,
     save_heatmaps: bool = False,
     save_video: bool = False,
+    save_csv: bool = False,
+    save_coco: bool = False,
+    box_threshold: float | None = None,
+    smooth: float | None = None,
     nlp_dir: str | os.PathLike[str] | None = None,
     executor: Executor | None = None,
     progress: Callable[[int, int], None] | None = None,
@@ -538,8 +569,10 @@ def ground_videos(
     sequence of paths or :class:`BatchVideo`. The grounded times (``fps``,
     ``at``, ``every_frame``), ``temporal`` and the method settings are those of
     :meth:`vgem.grounder.Grounder.ground`, the same for every video.
-    ``save_heatmaps`` / ``save_video`` also write ``NAME.npz`` / an annotated
-    ``NAME.mp4``. A video whose outputs are complete is skipped (see the
+    ``save_heatmaps`` / ``save_video`` / ``save_csv`` / ``save_coco`` also write
+    ``NAME.npz`` / an annotated ``NAME.mp4`` / ``NAME.csv`` / ``NAME.coco.json``
+    (:mod:`vgem.exports`); ``box_threshold`` and ``smooth`` are those of
+    :meth:`vgem.grounder.Grounder.ground`. A video whose outputs are complete is skipped (see the
     module's docstring); a video that cannot be grounded is recorded as failed
     and the batch goes on. ``out_dir`` may hold other files: a batch that
     would replace one of them (or any of its inputs) is refused before any
@@ -604,6 +637,15 @@ def ground_videos(
         every_frame=every_frame,
         temporal=temporal,
     )
+    # boxes and smoothing decide the outputs too; said only when given, so that the
+    # fingerprint of a request that uses neither stays what it was
+    request.update(
+        {
+            name: value
+            for name, value in (("box_threshold", box_threshold), ("smooth", smooth))
+            if value is not None
+        }
+    )
     inputs = InputFiles([*(video.path for video in chosen), *_source_files(videos), weights])
     folder = OwnedFolder(directory, setting="out_dir", inputs=inputs, recognise=is_batch_file)
     work = BatchGrounding(
@@ -616,14 +658,30 @@ def ground_videos(
         temporal=temporal,
         save_heatmaps=save_heatmaps,
         save_video=save_video,
+        save_csv=save_csv,
+        save_coco=save_coco,
+        box_threshold=box_threshold,
+        smooth=smooth,
         source_fps=source_fps,
         inputs=inputs,
         keeper=folder.keeper,
         token=folder.token,
     )
+    names = [name for video in chosen for name in work.output_names(video)]
+    clashes = (
+        sorted({name for name in names if names.count(name) > 1})
+        if len(names) > len(set(names))
+        else []
+    )
+    if clashes:
+        raise InputError(
+            f"Two videos would both write {clashes[0]} in `out_dir` (a video named like "
+            "another's output, e.g. x.coco and x with `save_coco`): rename one.",
+            settings=("out_dir", "save_coco"),
+        )
     # Before anything is created: no output may land on a file vgem did not write
     # there, nor on any input of the batch.
-    folder.check([*(name for video in chosen for name in work.output_names(video)), BATCH_RECORD])
+    folder.check([*names, BATCH_RECORD])
     outcomes: dict[str, VideoOutcome] = {}
 
     def record(outcome: VideoOutcome) -> None:

@@ -107,16 +107,33 @@ def write_outputs(
     heatmaps: Destination | None = None,
     video: Destination | None = None,
     video_progress: Callable[[int, int], None] | None = None,
+    csv: Destination | None = None,
+    coco: Destination | None = None,
+    masks: Destination | None = None,
+    html: Destination | None = None,
 ) -> None:
     """Every asked-for output of one grounding, the JSON last.
 
     With staged destinations (an :class:`~vgem.staging.OutputSet`'s), nothing
     appears until the set commits; the JSON comes last so that, where it
     stands, the other outputs of the video are complete (the rule batch
-    resumption relies on).
+    resumption relies on). ``csv``, ``coco``, ``masks``: :mod:`vgem.exports`;
+    ``html``: the viewer page (:mod:`vgem.viewer`).
     """
+    from vgem import exports
+
     if heatmaps is not None:
         write_npz(result, heatmaps)
+    if masks is not None:
+        exports.write_masks(result, masks)
+    if csv is not None:
+        exports.write_csv(result, csv)
+    if coco is not None:
+        exports.write_coco(result, coco)
+    if html is not None:
+        from vgem.viewer import write_viewer
+
+        write_viewer(result, html)
     if video is not None:
         from vgem.annotate import write_annotated_video  # decode -> draw -> encode
 

@@ -79,6 +79,8 @@ class FrameOverlay:
     regions: list[tuple[np.ndarray, Colour]] = field(default_factory=list)
     legend: list[tuple[str, Colour]] = field(default_factory=list)
     region_level: float = 0.5
+    #: ``(x1, y1, x2, y2, colour)``: boxes in the frame's pixel edges, outlined.
+    boxes: list[tuple[float, float, float, float, Colour]] = field(default_factory=list)
     cache: dict[Any, Any] = field(default_factory=dict, repr=False, compare=False)
 
 
@@ -324,6 +326,8 @@ def apply_overlay(frame: np.ndarray, overlay: FrameOverlay, alpha: float = 0.5) 
         for (rows, columns), colour in outlines:
             annotated[rows, columns] = colour
     radius = _default_radius(width, height)
+    for x1, y1, x2, y2, colour in overlay.boxes:
+        _draw_box_into(annotated, (x1, y1, x2, y2), colour, max(1, round(radius / 3)))
     colours_of_points = overlay.colours or [_point_colour(n) for n in range(len(overlay.points))]
     for (x, y, _label), colour in zip(overlay.points, colours_of_points, strict=False):
         _draw_point_into(annotated, (x, y), colour, radius)
@@ -355,6 +359,24 @@ def apply_overlay(frame: np.ndarray, overlay: FrameOverlay, alpha: float = 0.5) 
     if overlay.timeline is not None:
         _draw_timeline_into(annotated, overlay.timeline)
     return annotated
+
+
+def _draw_box_into(
+    frame: np.ndarray, box: tuple[float, float, float, float], colour: Colour, thickness: int
+) -> None:
+    """A box's outline (pixel edges ``x1, y1, x2, y2``), ``thickness`` pixels inside it."""
+    height, width = frame.shape[:2]
+    if not all(math.isfinite(value) for value in box):
+        return
+    left, top = max(0, math.floor(box[0])), max(0, math.floor(box[1]))
+    right, bottom = min(width, math.ceil(box[2])), min(height, math.ceil(box[3]))
+    if right <= left or bottom <= top:
+        return
+    edge = min(thickness, right - left, bottom - top)
+    frame[top : top + edge, left:right] = colour
+    frame[bottom - edge : bottom, left:right] = colour
+    frame[top:bottom, left : left + edge] = colour
+    frame[top:bottom, right - edge : right] = colour
 
 
 def _cached(overlay: FrameOverlay, key: Any, compute: Any) -> Any:

@@ -214,3 +214,21 @@ def test_the_report_in_a_real_browser(spatial_run, browser, tmp_path):
     if os.environ.get(SCREENSHOT_COPY):
         Path(os.environ[SCREENSHOT_COPY]).write_bytes(shot)
         shutil.copytree(spatial_run.run_dir, Path(os.environ[SCREENSHOT_COPY]).with_suffix(".run"))
+
+
+def test_a_gallery_picture_shows_the_predicted_box_beside_the_truth():
+    from vgem.eval.gallery import BOX_COLOUR, PREDICTED_BOX_COLOUR, card_image
+
+    line = {
+        "input_size": 224,
+        "model_boxes": [[20, 20, 100, 100]],
+        "predicted_box": [120, 30, 200, 90],
+        "model_point": [150, 60],
+        "hit": False,
+    }
+    frame = np.full((224, 224, 3), 96, np.uint8)
+    picture = np.asarray(card_image(line, frame))
+    assert tuple(picture[30, 160]) == PREDICTED_BOX_COLOUR  # its top edge
+    assert tuple(picture[20, 60]) == BOX_COLOUR  # the truth's top edge
+    plain = np.asarray(card_image({**line, "predicted_box": None}, frame))
+    assert tuple(plain[30, 160]) != PREDICTED_BOX_COLOUR

@@ -39,6 +39,7 @@ if TYPE_CHECKING:
 TIMES_PANEL = "Which times"
 OUTPUT_PANEL = "Outputs"
 BATCH_PANEL = "Many videos (--out-dir)"
+REGION_PANEL = "Boxes and tracks"
 #: The exit code of a batch in which some videos failed (the others are written).
 SOME_FAILED = 3
 
@@ -112,6 +113,59 @@ def ground(
             rich_help_panel=OUTPUT_PANEL,
         ),
     ] = None,
+    csv: Annotated[
+        str | None,
+        typer.Option(
+            metavar="FILE",
+            help="Write a table here: one row per query and grounded time (point, box, "
+            "scores, and the label where --temporal ran).",
+            rich_help_panel=OUTPUT_PANEL,
+        ),
+    ] = None,
+    coco: Annotated[
+        str | None,
+        typer.Option(
+            metavar="FILE",
+            help="Write COCO-style JSON here: grounded frames as images, queries as "
+            "categories, boxes as annotations with scores.",
+            rich_help_panel=OUTPUT_PANEL,
+        ),
+    ] = None,
+    masks: Annotated[
+        str | None,
+        typer.Option(
+            metavar="FILE",
+            help="Write each query's region at each time here (.npz, bit-packed masks).",
+            rich_help_panel=OUTPUT_PANEL,
+        ),
+    ] = None,
+    html: Annotated[
+        str | None,
+        typer.Option(
+            metavar="FILE",
+            help="Write a page that plays the video with each query's heatmap, box and point, "
+            "and a timeline per query (the video is referred to by its relative path).",
+            rich_help_panel=OUTPUT_PANEL,
+        ),
+    ] = None,
+    box_threshold: Annotated[
+        float | None,
+        typer.Option(
+            metavar="FRACTION",
+            help="A box holds the heatmap around the point at or above this fraction of the "
+            "heatmap's maximum (default 0.5, the evaluation's mask threshold).",
+            rich_help_panel=REGION_PANEL,
+        ),
+    ] = None,
+    smooth: Annotated[
+        float | None,
+        typer.Option(
+            metavar="SECONDS",
+            help="Steadier tracks: average each query's maps over the grounded times within "
+            "SECONDS (Gaussian) before taking points and boxes (default: off, the paper's).",
+            rich_help_panel=REGION_PANEL,
+        ),
+    ] = None,
     out_dir: Annotated[
         Path | None,
         typer.Option(
@@ -136,6 +190,24 @@ def ground(
             "--save-video",
             metavar="",
             help="With --out-dir: also write NAME.mp4, the annotated video.",
+            rich_help_panel=BATCH_PANEL,
+        ),
+    ] = False,
+    save_csv: Annotated[
+        bool,
+        typer.Option(
+            "--save-csv",
+            metavar="",
+            help="With --out-dir: also write NAME.csv, the table of --csv.",
+            rich_help_panel=BATCH_PANEL,
+        ),
+    ] = False,
+    save_coco: Annotated[
+        bool,
+        typer.Option(
+            "--save-coco",
+            metavar="",
+            help="With --out-dir: also write NAME.coco.json, the COCO-style JSON of --coco.",
             rich_help_panel=BATCH_PANEL,
         ),
     ] = False,
@@ -167,12 +239,22 @@ def ground(
         settings = method.settings()
         temporal_settings = when.settings() if temporal else None
         warn_about_settings(settings, on_this_machine=scale.executor == "local")
+        single = {
+            "--json": json_path,
+            "--heatmaps": heatmaps,
+            "--video-out": video_out,
+            "--csv": csv,
+            "--coco": coco,
+            "--masks": masks,
+            "--html": html,
+        }
         if out_dir is not None:
-            if json_path is not None or heatmaps is not None or video_out is not None:
+            named = [flag for flag, value in single.items() if value is not None]
+            if named:
                 raise SettingsError(
-                    "--out-dir writes NAME.json for each video; --json, --heatmaps and "
-                    "--video-out name the outputs of one video (use --save-heatmaps and "
-                    "--save-video with --out-dir)."
+                    f"--out-dir writes NAME.json for each video; {', '.join(named)} name the "
+                    "outputs of one video (with --out-dir: --save-heatmaps, --save-video, "
+                    "--save-csv, --save-coco)."
                 )
             code = _ground_many(
                 video,
@@ -188,12 +270,25 @@ def ground(
                 temporal=temporal_settings,
                 save_heatmaps=save_heatmaps,
                 save_video=save_video,
+                save_csv=save_csv,
+                save_coco=save_coco,
+                box_threshold=box_threshold,
+                smooth=smooth,
                 quiet=quiet,
             )
             if code:
                 raise typer.Exit(code)
             return
-        _refuse_batch_options(video, scale, save_heatmaps, save_video)
+        _refuse_batch_options(
+            video,
+            scale,
+            {
+                "save_heatmaps": save_heatmaps,
+                "save_video": save_video,
+                "save_csv": save_csv,
+                "save_coco": save_coco,
+            },
+        )
         from vgem.extractors.base import normalize_sentence
         from vgem.staging import STDOUT, OutputSet
         from vgem.video import grounded_times, probe_video
@@ -208,8 +303,18 @@ def ground(
             video_format(video_out, setting="video_out")  # .mp4, .webm, .gif...: or one line
         with OutputSet(inputs=[video, method.weights]) as outputs:
             json_output = outputs.add(json_path or STDOUT, setting="json_path")
-            maps_output = outputs.add(heatmaps, setting="heatmaps") if heatmaps else None
-            video_output = outputs.add(video_out, setting="video_out") if video_out else None
+            staged = {
+                name: outputs.add(path, setting=name)
+                for name, path in (
+                    ("heatmaps", heatmaps),
+                    ("masks", masks),
+                    ("csv", csv),
+                    ("coco", coco),
+                    ("html", html),
+                    ("video_out", video_out),
+                )
+                if path
+            }
             info = probe_video(video, source_fps=source_fps)
             times = grounded_times(info, fps=fps, at=at or None, every_frame=every_frame)
             if temporal_settings is not None:
@@ -223,12 +328,19 @@ def ground(
             )
             with progress_bar("grounding", quiet) as report:
                 result = grounder.ground(
-                    info, queries, at=times, progress=report, temporal=temporal_settings
+                    info,
+                    queries,
+                    at=times,
+                    progress=report,
+                    temporal=temporal_settings,
+                    box_threshold=box_threshold,
+                    smooth=smooth,
+                    masks=masks is not None,
                 )
-            _write_outputs(result, json_output, maps_output, video_output, quiet)
+            _write_outputs(result, json_output, staged, quiet)
         _warn_about_contrast(result)
         if not quiet:
-            _say_what_was_written([json_output, maps_output, video_output])
+            _say_what_was_written([json_output, *staged.values()])
 
 
 def _warn_about_contrast(result: GroundingResult) -> None:
@@ -272,9 +384,7 @@ def _check_queries(queries: list[str]) -> None:
             )
 
 
-def _refuse_batch_options(
-    video: Path, scale: ExecutorOptions, save_heatmaps: bool, save_video: bool
-) -> None:
+def _refuse_batch_options(video: Path, scale: ExecutorOptions, saves: dict[str, bool]) -> None:
     """One video: refuse what only --out-dir takes, and many videos without it."""
     from vgem.batch import holds_many
     from vgem.errors import SettingsError
@@ -284,9 +394,7 @@ def _refuse_batch_options(
             f"{video} names several videos (a folder of videos, a glob or a list); "
             "give --out-dir DIR to ground them all, one JSON each."
         )
-    given = scale.given() + [
-        name for name, on in (("save_heatmaps", save_heatmaps), ("save_video", save_video)) if on
-    ]
+    given = scale.given() + [name for name, on in saves.items() if on]
     if given:
         flags = ", ".join("--" + name.replace("_", "-") for name in given)
         raise SettingsError(f"{flags}: only with --out-dir DIR (grounding many videos).")
@@ -374,14 +482,22 @@ def _check_numbers(fps: float | None, at: list[float], source_fps: float) -> Non
 def _write_outputs(
     result: GroundingResult,
     json_output: StagedOutput,
-    maps_output: StagedOutput | None,
-    video_output: StagedOutput | None,
+    staged: dict[str, StagedOutput],
     quiet: bool,
 ) -> None:
     """Write every output into its staged temporary; the OutputSet moves them into place."""
     from vgem.outputs import write_outputs
 
+    video_output = staged.get("video_out")
     with progress_bar("writing video", quiet or video_output is None) as report:
         write_outputs(
-            result, json_output, heatmaps=maps_output, video=video_output, video_progress=report
+            result,
+            json_output,
+            heatmaps=staged.get("heatmaps"),
+            video=video_output,
+            video_progress=report,
+            csv=staged.get("csv"),
+            coco=staged.get("coco"),
+            masks=staged.get("masks"),
+            html=staged.get("html"),
         )

@@ -34,6 +34,7 @@ PER_CLASS = 4  # of one class at most: misses first, then hits
 THUMBNAIL_WIDTH = 224
 DECODERS = 8  # ffmpeg processes at once
 BOX_COLOUR = (0, 255, 0)
+PREDICTED_BOX_COLOUR = (0, 220, 255)  # cyan: the region vgem found around its point
 POINT_COLOURS = {True: (255, 255, 255), False: (255, 0, 255)}  # hit, miss
 
 
@@ -112,6 +113,7 @@ class Picture:
 def picture_name(line: Mapping[str, Any]) -> str:
     """A file name that changes whenever what the picture shows changes."""
     keys = ("id", "settings", "sample", "time", "frame", "model_point", "model_boxes", "hit")
+    keys += ("predicted_box",)
     text = repr([line.get(key) for key in keys]) + repr(line.get("action_map"))
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:20] + ".jpg"
 
@@ -228,6 +230,14 @@ def card_image(line: Mapping[str, Any], frame: np.ndarray | None) -> Any:
         left, right = sorted((x1 * x_scale, x2 * x_scale))
         top, bottom = sorted((y1 * y_scale, y2 * y_scale))
         pen.rectangle([left, top, right, bottom], outline=BOX_COLOUR, width=2)
+    predicted = line.get("predicted_box")
+    if predicted is not None:  # beside the ground truth: vgem's box around its point
+        x1, y1, x2, y2 = (float(value) for value in predicted)
+        pen.rectangle(
+            [x1 * x_scale, y1 * y_scale, (x2 + 1) * x_scale - 1, (y2 + 1) * y_scale - 1],
+            outline=PREDICTED_BOX_COLOUR,
+            width=1,
+        )
     point = line.get("model_point")
     if point is not None:
         centre = ((point[0] + 0.5) * x_scale - 0.5, (point[1] + 0.5) * y_scale - 0.5)

@@ -430,6 +430,7 @@ SPATIAL_FIELDS = {
     "input_size": is_whole,
     "model_point": MODEL_POINT,
     "model_boxes": list_of(BOX),
+    "predicted_box": row_of(is_whole, is_whole, is_whole, is_whole),
     "hit": is_flag,
     "point": POINT,
     "prompt_points": map_of(POINT),
@@ -594,6 +595,8 @@ class SpatialTask(Task):
                 for role, point in grounded.prompt_points.items()
             },
         )
+        if grounded.model_box is not None:  # the region around the point, for the gallery
+            line["predicted_box"] = [int(value) for value in grounded.model_box]
         action_map = similarity[PROMPT_ROLES.index("action")]
         line["action_map"] = pack_map(action_map)  # for the report's gallery, ~300 bytes
         if "map" in self.metrics:

@@ -49,6 +49,8 @@ class SupportsGround(Protocol):
         at: Sequence[float] | None = None,
         temporal: TemporalSettings | None = None,
         on_grounded: OnGrounded | None = None,
+        box_threshold: float | None = None,
+        smooth: float | None = None,
     ) -> GroundingResult: ...
 
 
