@@ -112,8 +112,8 @@ class Picture:
 
 def picture_name(line: Mapping[str, Any]) -> str:
     """A file name that changes whenever what the picture shows changes."""
-    keys = ("id", "settings", "sample", "time", "frame", "model_point", "model_boxes", "hit")
-    keys += ("predicted_box",)
+    keys: tuple[str, ...] = ("id", "settings", "sample", "time", "frame", "model_point")
+    keys = (*keys, "model_boxes", "hit", "predicted_box")
     text = repr([line.get(key) for key in keys]) + repr(line.get("action_map"))
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:20] + ".jpg"
 
