@@ -150,3 +150,18 @@ def test_bad_region_options_are_refused(tmp_path, options, setting):
     with pytest.raises(SettingsError) as refused:
         _grounder().ground(video, ["cut onion"], **options)
     assert refused.value.settings == (setting,)
+
+
+def test_on_a_frame_smaller_than_the_model_input_the_box_still_holds_its_point():
+    from vgem.heatmaps import to_original_pixels
+
+    # 100 x 60 frame, 224 model input: a point sits up to half a video pixel left of (or
+    # above) its model pixel's edges, e.g. model pixel (5, 3) -> (1.96, 0.44) and its left
+    # edge at 2.23; the box is widened to hold it, and stays in the frame
+    for model_point in [(1, 1), (5, 3), (223, 223)]:
+        point = to_original_pixels(model_point, 224, (100, 60))
+        box = box_in_original_pixels((*model_point, *model_point), 224, (100, 60), point)
+        x1, y1, x2, y2 = box
+        assert 0 <= x1 and 0 <= y1 and x2 <= 100 and y2 <= 60
+        if 0 <= point[0] <= 100 and 0 <= point[1] <= 60:
+            assert x1 <= point[0] <= x2 and y1 <= point[1] <= y2

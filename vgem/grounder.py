@@ -595,7 +595,12 @@ class Grounder:
                             else {}
                         ),
                         candidates=candidates,
-                        **_box_fields(region, size, frame_size),
+                        **_box_fields(
+                            region,
+                            size,
+                            frame_size,
+                            to_original_pixels(model_point, size, frame_size),
+                        ),
                     )
                 )
             grounded.append(entries)
@@ -630,12 +635,13 @@ class Grounder:
                     role: to_original_pixels(tuple(point), size, frame_size)
                     for role, point in zip(PROMPT_ROLES, points[q].tolist(), strict=True)
                 }
+                point = to_original_pixels(model_point, size, frame_size)
                 entries[position] = replace(
                     cast("GroundedTime", entries[position]),
-                    point=to_original_pixels(model_point, size, frame_size),
+                    point=point,
                     model_point=model_point,
                     prompt_points=prompt_points,
-                    **_box_fields(region, size, frame_size),
+                    **_box_fields(region, size, frame_size, point),
                 )
             if packed is not None:
                 packed[position] = _packed(regions)
@@ -692,11 +698,13 @@ def _contrast_warnings(timeline: Timeline | None, query: int) -> list[str]:
     ]
 
 
-def _box_fields(region: Any, size: int, frame_size: tuple[int, int]) -> dict[str, Any]:
+def _box_fields(
+    region: Any, size: int, frame_size: tuple[int, int], point: tuple[float, float]
+) -> dict[str, Any]:
     from vgem.regions import box_in_original_pixels
 
     return {
-        "box": box_in_original_pixels(region.box, size, frame_size),
+        "box": box_in_original_pixels(region.box, size, frame_size, point),
         "box_score": region.score,
         "model_box": region.box,
     }

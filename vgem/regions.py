@@ -79,18 +79,31 @@ def region_around(
 
 
 def box_in_original_pixels(
-    box: tuple[int, int, int, int], input_size: int, frame_size: tuple[int, int]
+    box: tuple[int, int, int, int],
+    input_size: int,
+    frame_size: tuple[int, int],
+    point: tuple[float, float] | None = None,
 ) -> tuple[float, float, float, float]:
     """An inclusive model-pixel box as [x1, y1, x2, y2] pixel edges of the original
-    frame (the model input is the whole frame, stretched): inside [0, W] x [0, H]."""
+    frame (the model input is the whole frame, stretched), widened to hold ``point``
+    (original pixels; on a frame smaller than the model input a point can sit up to
+    half a pixel outside its model pixel's edges), and kept inside [0, W] x [0, H]."""
     width, height = frame_size
     x_scale, y_scale = width / input_size, height / input_size
-    x1, y1, x2, y2 = box
+    x1, y1, x2, y2 = (
+        x_scale * box[0],
+        y_scale * box[1],
+        x_scale * (box[2] + 1),
+        y_scale * (box[3] + 1),
+    )
+    if point is not None:
+        x1, y1 = min(x1, point[0]), min(y1, point[1])
+        x2, y2 = max(x2, point[0]), max(y2, point[1])
     return (
-        min(max(x1 * x_scale, 0.0), width),
-        min(max(y1 * y_scale, 0.0), height),
-        min(max((x2 + 1) * x_scale, 0.0), width),
-        min(max((y2 + 1) * y_scale, 0.0), height),
+        min(max(x1, 0.0), width),
+        min(max(y1, 0.0), height),
+        min(max(x2, 0.0), width),
+        min(max(y2, 0.0), height),
     )
 
 
