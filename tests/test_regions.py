@@ -162,6 +162,6 @@ def test_on_a_frame_smaller_than_the_model_input_the_box_still_holds_its_point()
         point = to_original_pixels(model_point, 224, (100, 60))
         box = box_in_original_pixels((*model_point, *model_point), 224, (100, 60), point)
         x1, y1, x2, y2 = box
-        assert 0 <= x1 and 0 <= y1 and x2 <= 100 and y2 <= 60
+        assert 0 <= x1 <= x2 <= 100 and 0 <= y1 <= y2 <= 60
         if 0 <= point[0] <= 100 and 0 <= point[1] <= 60:
             assert x1 <= point[0] <= x2 and y1 <= point[1] <= y2
