@@ -65,3 +65,17 @@ def plugin_site(tmp_path, monkeypatch):
         module = sys.modules[name]
         if getattr(module, "__file__", None) and str(root) in str(module.__file__):
             del sys.modules[name]
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """A headless Chromium page (tests/browser.py), or the test skipped without one."""
+    from tests.browser import Browser, find_browser
+
+    executable = find_browser()
+    if executable is None:
+        pytest.skip("no Chromium installed (apt-get install chromium): the page is not opened")
+    pytest.importorskip("websocket", reason="websocket-client drives Chromium (test extra)")
+    opened = Browser(executable)
+    yield opened
+    opened.close()

@@ -122,19 +122,6 @@ def test_a_batch_writes_csv_and_coco_per_video(planted_site, video, tmp_path):
 # --------------------------------------------------------------------------- the viewer page
 
 
-@pytest.fixture(scope="module")
-def browser():
-    from tests.eval.browser import Browser, find_browser
-
-    executable = find_browser()
-    if executable is None:
-        pytest.skip("no Chromium installed (apt-get install chromium): the page is not opened")
-    pytest.importorskip("websocket", reason="websocket-client drives Chromium (test extra)")
-    opened = Browser(executable)
-    yield opened
-    opened.close()
-
-
 def test_the_viewer_page_in_a_real_browser(planted_site, video, tmp_path, browser):
     import time
 

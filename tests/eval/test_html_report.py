@@ -13,7 +13,6 @@ import numpy as np
 import pytest
 
 import vgem.eval
-from tests.eval.browser import Browser, find_browser
 from tests.eval.test_eval_command import _planted_dataset, _write_manifest
 from tests.eval.test_library import video_case  # noqa: F401 (a fixture)
 from tests.planted import PlantedAdapter
@@ -147,17 +146,6 @@ def test_a_run_of_17000_samples_writes_its_report_in_seconds(tmp_path):
 
 
 # --------------------------------------------------------------------------- in a browser
-
-
-@pytest.fixture(scope="module")
-def browser():
-    executable = find_browser()
-    if executable is None:
-        pytest.skip("no Chromium installed (apt-get install chromium): the page is not opened")
-    pytest.importorskip("websocket", reason="websocket-client drives Chromium (test extra)")
-    opened = Browser(executable)
-    yield opened
-    opened.close()
 
 
 def test_the_report_in_a_real_browser(spatial_run, browser, tmp_path):

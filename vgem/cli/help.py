@@ -65,29 +65,25 @@ def _readable(parameters: list[Any]) -> None:
             parameter.__class__ = ReadableArgument
 
 
-class ReadableCommand(TyperCommand):
+class _Readable:
+    """What a command and the group share: their parameters and ``--help`` made readable."""
+
+    params: list[Any]
+
+    def __init__(self, *arguments: Any, **options: Any) -> None:
+        super().__init__(*arguments, **options)
+        _readable(self.params)
+
+    def get_help_option(self, ctx: Any) -> Any:
+        option = super().get_help_option(ctx)  # type: ignore[misc]
+        if option is not None:
+            _readable([option])
+        return option
+
+
+class ReadableCommand(_Readable, TyperCommand):
     """A command whose help and usage line read as a command line's (see the module)."""
 
-    def __init__(self, *arguments: Any, **options: Any) -> None:
-        super().__init__(*arguments, **options)
-        _readable(self.params)
 
-    def get_help_option(self, ctx: Any) -> Any:
-        option = super().get_help_option(ctx)
-        if option is not None:
-            _readable([option])
-        return option
-
-
-class ReadableGroup(TyperGroup):
+class ReadableGroup(_Readable, TyperGroup):
     """The ``vgem`` group itself, with the same help (its ``--help``, ``--version``)."""
-
-    def __init__(self, *arguments: Any, **options: Any) -> None:
-        super().__init__(*arguments, **options)
-        _readable(self.params)
-
-    def get_help_option(self, ctx: Any) -> Any:
-        option = super().get_help_option(ctx)
-        if option is not None:
-            _readable([option])
-        return option
