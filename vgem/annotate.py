@@ -24,7 +24,6 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from vgem.prompts import PROMPT_ROLES
 from vgem.render import FrameOverlay, TimelineStrip, apply_overlay, query_colour
 from vgem.results import GroundingResult
 
@@ -40,8 +39,6 @@ __all__ = [
     "overlay_source",
     "write_annotated_video",
 ]
-
-ROLE_DISPLAY_WEIGHTS = {"decomposed": (1.0, 1.0, 3.0)}
 
 
 def display_heatmap(
@@ -65,14 +62,10 @@ def display_heatmaps(similarity: np.ndarray, input_size: int, prompts_mode: str)
     import torch
 
     from vgem.heatmaps import min_max_normalize, upsample
+    from vgem.regions import combined_heatmap
 
     heatmaps = min_max_normalize(upsample(torch.from_numpy(similarity), input_size))
-    if prompts_mode in PROMPT_ROLES:
-        per_query = heatmaps[:, PROMPT_ROLES.index(prompts_mode)]
-    else:
-        weights = torch.tensor(ROLE_DISPLAY_WEIGHTS["decomposed"]).view(1, 3, 1, 1)
-        per_query = (heatmaps * weights).sum(dim=1) / weights.sum()
-    return per_query.numpy()
+    return combined_heatmap(heatmaps.numpy(), prompts_mode)
 
 
 def overlay_source(result: GroundingResult) -> Callable[[int], FrameOverlay | None]:

@@ -25,11 +25,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from vgem.prompts import PROMPT_ROLES
+
 #: The fraction of the map's maximum a region keeps (the evaluation's mask threshold).
 DEFAULT_REGION_THRESHOLD = 0.5
 #: How the verb, object and action maps mix into a query's map when decomposed.
 DECOMPOSED_WEIGHTS = (1.0, 1.0, 3.0)
-PROMPT_ROLES = ("verb", "object", "action")
 
 
 @dataclass(frozen=True)
@@ -43,13 +44,14 @@ class Region:
 
 
 def combined_heatmap(heatmaps: np.ndarray, prompts_mode: str) -> np.ndarray:
-    """A query's ``[S, S]`` map in [0, 1] from its three normalized heatmaps
-    ``[3, S, S]`` (verb, object, action): the one prompt's map, or the 1 : 1 : 3 mix."""
+    """A query's map ``[..., H, W]`` in [0, 1] from its three normalized heatmaps
+    ``[..., 3, H, W]`` (verb, object, action): the one prompt's map, or the 1 : 1 : 3
+    mix. The same mix decides the region, the annotated video's and the viewer's maps."""
     heatmaps = np.asarray(heatmaps, dtype=np.float32)
     if prompts_mode in PROMPT_ROLES:
-        return heatmaps[PROMPT_ROLES.index(prompts_mode)]
+        return heatmaps[..., PROMPT_ROLES.index(prompts_mode), :, :]
     weights = np.asarray(DECOMPOSED_WEIGHTS, dtype=np.float32).reshape(3, 1, 1)
-    return (heatmaps * weights).sum(axis=0) / weights.sum()
+    return (heatmaps * weights).sum(axis=-3) / weights.sum()
 
 
 def region_around(

@@ -38,17 +38,17 @@ from vgem.staging import Destination, StagedOutput, atomic_write
 
 def viewer_data(result: GroundingResult) -> dict[str, Any]:
     """The numbers the page draws from (JSON-able)."""
+    import torch
+
+    from vgem.heatmaps import min_max_normalize
     from vgem.regions import combined_heatmap
 
-    count = len(result.times)
     grid = result.similarity.shape[-2:]
+    normalized = min_max_normalize(torch.from_numpy(np.asarray(result.similarity))).numpy()
+    combined = combined_heatmap(normalized, str(result.settings.get("prompts")))  # [T, Q, h, w]
     queries = []
     for q, query in enumerate(result.queries):
-        heat = []
-        for t in range(count):
-            normalized = _normalized(result.similarity[t, q])
-            combined = combined_heatmap(normalized, str(result.settings.get("prompts")))
-            heat.append(_packed(combined))
+        heat = [_packed(combined[t, q]) for t in range(len(result.times))]
         entries = query.times
         queries.append(
             {
@@ -85,14 +85,6 @@ def viewer_data(result: GroundingResult) -> dict[str, Any]:
     return data
 
 
-def _normalized(maps: np.ndarray) -> np.ndarray:
-    """Each prompt's raw map ``[3, h, w]`` min-max normalized (as the heatmaps are)."""
-    maps = np.asarray(maps, dtype=np.float32)
-    low = maps.min(axis=(1, 2), keepdims=True)
-    span = maps.max(axis=(1, 2), keepdims=True) - low
-    return np.where(span > 0, (maps - low) / np.where(span > 0, span, 1), 0)
-
-
 def _packed(heat: np.ndarray) -> str:
     levels = np.round(np.clip(heat, 0, 1) * 255).astype(np.uint8)
     return base64.b64encode(levels.tobytes()).decode("ascii")
@@ -112,7 +104,8 @@ def viewer_page(result: GroundingResult, video_href: str | None) -> str:
     """The page's HTML (see the module's docstring)."""
     import jinja2
 
-    data = json.dumps(viewer_data(result), separators=(",", ":"), allow_nan=False)
+    numbers = viewer_data(result)
+    data = json.dumps(numbers, separators=(",", ":"), allow_nan=False)
     data = data.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
     environment = jinja2.Environment(
         loader=jinja2.PackageLoader("vgem", "templates"),
@@ -121,17 +114,10 @@ def viewer_page(result: GroundingResult, video_href: str | None) -> str:
     )
     return environment.get_template("viewer.html.j2").render(
         title=f"vgem · {Path(result.video.path).name}",
-        queries=[(query["name"], query["colour"]) for query in viewer_data_queries(result)],
+        queries=[(query["name"], query["colour"]) for query in numbers["queries"]],
         video_href=video_href,
         data=data,
     )
-
-
-def viewer_data_queries(result: GroundingResult) -> list[dict[str, str]]:
-    return [
-        {"name": query.query, "colour": "#{:02x}{:02x}{:02x}".format(*query_colour(q))}
-        for q, query in enumerate(result.queries)
-    ]
 
 
 def write_viewer(result: GroundingResult, destination: Destination) -> Path:
