@@ -165,3 +165,13 @@ def test_on_a_frame_smaller_than_the_model_input_the_box_still_holds_its_point()
         assert 0 <= x1 <= x2 <= 100 and 0 <= y1 <= y2 <= 60
         if 0 <= point[0] <= 100 and 0 <= point[1] <= 60:
             assert x1 <= point[0] <= x2 and y1 <= point[1] <= y2
+
+
+def test_times_showing_the_same_clip_share_its_masks(tmp_path):
+    video, _ = _moving_patch_video(tmp_path, frames=8, noise=False)
+    # 0.0 and 0.01 s show the same frames (4 fps): one clip, two grounded times
+    result = _grounder().ground(video, ["cut onion"], at=[0.0, 0.01, 1.0], masks=True)
+    masks = result.region_masks()
+    assert masks is not None and masks[0].any() and masks[1].any()
+    assert np.array_equal(masks[0], masks[1])
+    assert not np.array_equal(masks[0], masks[2])  # the patch has moved by 1 s

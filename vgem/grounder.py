@@ -301,14 +301,14 @@ class Grounder:
                 batch, info, distinct_times, prompts, table, threshold
             )
             for slot, distinct_position in enumerate(batch.positions):
+                if packed is not None:  # one packing serves every copy of the clip
+                    packed[list(copies[distinct_position])] = _packed(regions[slot])
                 for position in copies[distinct_position]:
                     entries = [
                         replace(entry, time=float(times[position])) for entry in grounded[slot]
                     ]
                     similarity[position] = maps[slot]
                     clip_embeddings[position] = embeddings[slot].numpy()
-                    if packed is not None:
-                        packed[position] = _packed(regions[slot])
                     for query_index, entry in enumerate(entries):
                         per_query[query_index][position] = entry
                     if on_grounded is not None and not smoothing:
@@ -558,10 +558,8 @@ class Grounder:
         self, batch: _ClipBatch, info, times, prompts, table: _PromptTable, threshold: float
     ):
         from vgem import video as video_io
-        from vgem.heatmaps import to_original_pixels
 
         grounding = self._ground_prompts(batch.pixels, prompts, table)
-        size = self.adapter.preprocessing.input_size
         frame_size = (info.width, info.height)
         grounded, regions = [], []
         for slot, position in enumerate(batch.positions):
@@ -570,24 +568,20 @@ class Grounder:
             cosine = grounding.clip_text_cosine[slot].tolist()
             entries, slot_regions = [], []
             for q in range(len(prompts)):
-                model_point = grounding.points[slot][q]
-                region = self._region(grounding.heatmaps[slot, q], model_point, threshold)
+                located, region = self._located(
+                    grounding.heatmaps[slot, q],
+                    grounding.prompt_points[slot, q],
+                    grounding.points[slot][q],
+                    threshold,
+                    frame_size,
+                )
                 slot_regions.append(region)
-                prompt_points = {
-                    role: to_original_pixels(tuple(point), size, frame_size)
-                    for role, point in zip(
-                        PROMPT_ROLES, grounding.prompt_points[slot, q].tolist(), strict=True
-                    )
-                }
                 candidates = _candidate_scores(table, q, cosine)
                 verb_row, object_row, _ = grounding.chosen_rows[slot, q].tolist()
                 entries.append(
                     GroundedTime(
                         time=float(time),
                         frame=frame,
-                        point=to_original_pixels(model_point, size, frame_size),
-                        model_point=model_point,
-                        prompt_points=prompt_points,
                         score=float(grounding.scores[slot, q]),
                         chosen=(
                             {"verb": table.texts[verb_row], "object": table.texts[object_row]}
@@ -595,12 +589,7 @@ class Grounder:
                             else {}
                         ),
                         candidates=candidates,
-                        **_box_fields(
-                            region,
-                            size,
-                            frame_size,
-                            to_original_pixels(model_point, size, frame_size),
-                        ),
+                        **located,
                     )
                 )
             grounded.append(entries)
@@ -608,19 +597,44 @@ class Grounder:
         similarity = grounding.similarity.cpu().numpy()
         return grounded, similarity, grounding.clip_embeddings.cpu(), regions
 
-    def _region(self, heatmaps: torch.Tensor, model_point: tuple[int, int], threshold: float):
-        """The query's region around its point, from its three heatmaps ``[3, S, S]``."""
-        from vgem.regions import combined_heatmap, region_around
+    def _located(
+        self,
+        heatmaps: torch.Tensor,
+        prompt_points: torch.Tensor,
+        model_point: tuple[int, int],
+        threshold: float,
+        frame_size: tuple[int, int],
+    ) -> tuple[dict[str, Any], Any]:
+        """Where a query is at one time, from its three heatmaps ``[3, S, S]``, their
+        points ``[3, 2]`` and its final point (model pixels): the entry's point, prompt
+        point and box fields (original pixels), and its region. Both the plain and the
+        smoothed maps are placed by this one path, so their entries agree in form."""
+        from vgem.heatmaps import to_original_pixels
+        from vgem.regions import box_in_original_pixels, combined_heatmap, region_around
 
+        size = self.adapter.preprocessing.input_size
         combined = combined_heatmap(heatmaps.float().cpu().numpy(), self.settings.prompts)
-        return region_around(combined, model_point, threshold)
+        region = region_around(combined, model_point, threshold)
+        point = to_original_pixels(model_point, size, frame_size)
+        located = {
+            "point": point,
+            "model_point": model_point,
+            "prompt_points": {
+                role: to_original_pixels(tuple(role_point), size, frame_size)
+                for role, role_point in zip(PROMPT_ROLES, prompt_points.tolist(), strict=True)
+            },
+            "box": box_in_original_pixels(region.box, size, frame_size, point),
+            "box_score": region.score,
+            "model_box": region.box,
+        }
+        return located, region
 
     def _smoothed(self, info, times, similarity, per_query, packed, threshold, seconds) -> None:
         """Points, prompt points and boxes again, from maps smoothed over time
         (:func:`smooth_maps`); the entries are replaced in ``per_query``."""
         import torch
 
-        from vgem.heatmaps import heatmaps_and_points, to_original_pixels
+        from vgem.heatmaps import heatmaps_and_points
 
         size = self.adapter.preprocessing.input_size
         frame_size = (info.width, info.height)
@@ -629,20 +643,11 @@ class Grounder:
             regions = []
             for q, entries in enumerate(per_query):
                 model_point = self._final_point(heatmaps[q], points[q])
-                region = self._region(heatmaps[q], model_point, threshold)
-                regions.append(region)
-                prompt_points = {
-                    role: to_original_pixels(tuple(point), size, frame_size)
-                    for role, point in zip(PROMPT_ROLES, points[q].tolist(), strict=True)
-                }
-                point = to_original_pixels(model_point, size, frame_size)
-                entries[position] = replace(
-                    cast("GroundedTime", entries[position]),
-                    point=point,
-                    model_point=model_point,
-                    prompt_points=prompt_points,
-                    **_box_fields(region, size, frame_size, point),
+                located, region = self._located(
+                    heatmaps[q], points[q], model_point, threshold, frame_size
                 )
+                regions.append(region)
+                entries[position] = replace(cast("GroundedTime", entries[position]), **located)
             if packed is not None:
                 packed[position] = _packed(regions)
 
@@ -696,18 +701,6 @@ def _contrast_warnings(timeline: Timeline | None, query: int) -> list[str]:
         "their best time is within their own jitter), so this query's labels and segments "
         "may say it happens where it does not"
     ]
-
-
-def _box_fields(
-    region: Any, size: int, frame_size: tuple[int, int], point: tuple[float, float]
-) -> dict[str, Any]:
-    from vgem.regions import box_in_original_pixels
-
-    return {
-        "box": box_in_original_pixels(region.box, size, frame_size, point),
-        "box_score": region.score,
-        "model_box": region.box,
-    }
 
 
 def _packed(regions: list[Any]) -> np.ndarray:
