@@ -113,6 +113,14 @@ def test_a_query_that_never_happens_is_said_to_stand_out_nowhere(tmp_path):
     assert any("no time stands out" in warning for warning in green_query["warnings"])
 
 
+def test_the_command_line_names_the_query_that_stands_out_nowhere(tmp_path, capsys):
+    from vgem.cli.ground import _warn_about_contrast
+
+    _warn_about_contrast(_ground(_video(tmp_path, [("red", 5, 12)])))
+    said = capsys.readouterr().err
+    assert "'green': no time stands out" in said and "'red'" not in said
+
+
 def test_contrast_tells_noise_from_a_step():
     from vgem.temporal.segments import LOW_CONTRAST, timeline_contrast
 

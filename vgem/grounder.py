@@ -691,10 +691,8 @@ def _contrast_warnings(timeline: Timeline | None, query: int) -> list[str]:
     """The warning of a query whose timeline has no time that stands out of its noise."""
     from vgem.temporal.segments import LOW_CONTRAST
 
-    if timeline is None or timeline.contrast is None or query >= len(timeline.contrast):
-        return []
-    contrast = float(timeline.contrast[query])
-    if not math.isfinite(contrast) or contrast >= LOW_CONTRAST:
+    contrast = None if timeline is None else timeline.low_contrast(query)
+    if contrast is None:
         return []
     return [
         f"no time stands out: the scores' contrast is {contrast:.1f} (below {LOW_CONTRAST:g}, "

@@ -346,15 +346,14 @@ def ground(
 def _warn_about_contrast(result: GroundingResult) -> None:
     """A query whose timeline has no time that stands out of its noise: said on stderr
     (its warning is in the JSON too)."""
-    import math
-
     from vgem.temporal.segments import LOW_CONTRAST
 
     timeline = result.timeline
-    if timeline is None or timeline.contrast is None:
+    if timeline is None:
         return
-    for query, contrast in zip(result.queries, timeline.contrast, strict=True):
-        if math.isfinite(contrast) and contrast < LOW_CONTRAST:
+    for position, query in enumerate(result.queries):
+        contrast = timeline.low_contrast(position)
+        if contrast is not None:
             print_error(
                 f"{query.query!r}: no time stands out (contrast {contrast:.1f}, below "
                 f"{LOW_CONTRAST:g}): its labels and segments may say it happens where it "

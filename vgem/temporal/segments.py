@@ -104,6 +104,15 @@ class Timeline:
     #: Runs of labels dropped for being shorter than ``min_segment``.
     dropped: list[Segment] = field(default_factory=list)
 
+    def low_contrast(self, query: int) -> float | None:
+        """The query's contrast where it is below :data:`LOW_CONTRAST` (no time stands
+        out of its noise: its labels may say it happens where it does not), else None
+        (enough contrast, or too few times to say)."""
+        if self.contrast is None or query >= len(self.contrast):
+            return None
+        contrast = float(self.contrast[query])
+        return contrast if math.isfinite(contrast) and contrast < LOW_CONTRAST else None
+
 
 def timeline_contrast(times: np.ndarray, relevance: np.ndarray) -> np.ndarray:
     """Per query, how far its best time stands above its typical one, in units of the
