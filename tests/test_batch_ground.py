@@ -207,6 +207,18 @@ def test_a_video_named_like_the_batch_record_is_refused(backbone_site, videos, t
     assert not (tmp_path / "out").exists()
 
 
+def test_a_video_named_like_another_videos_coco_file_is_refused(backbone_site, tmp_path):
+    folder = tmp_path / "v"
+    _tiny_video(folder / "x.mp4", 1, 1)
+    _tiny_video(folder / "x.coco.mp4", 2, 2)  # its JSON would be x's COCO file
+    with pytest.raises(InputError, match=r"x\.coco\.json"):
+        ground_videos(
+            folder, ["cut onion"], tmp_path / "out", backbone="planted",
+            settings=PLANTED_SETTINGS, save_coco=True,
+        )  # fmt: skip
+    assert not (tmp_path / "out").exists()
+
+
 def test_a_missing_listed_video_fails_alone(backbone_site, videos, tmp_path):
     listed = tmp_path / "list.txt"
     listed.write_text(f"{videos.paths[0]}\n{tmp_path / 'gone.mp4'}\n")

@@ -68,6 +68,7 @@ import glob
 import json
 import os
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -668,11 +669,7 @@ def ground_videos(
         token=folder.token,
     )
     names = [name for video in chosen for name in work.output_names(video)]
-    clashes = (
-        sorted({name for name in names if names.count(name) > 1})
-        if len(names) > len(set(names))
-        else []
-    )
+    clashes = sorted(name for name, count in Counter(names).items() if count > 1)
     if clashes:
         raise InputError(
             f"Two videos would both write {clashes[0]} in `out_dir` (a video named like "
