@@ -362,9 +362,9 @@ def _warn_about_contrast(result: GroundingResult) -> None:
             )
 
 
-def _say_what_was_written(staged: list[StagedOutput | None]) -> None:
+def _say_what_was_written(staged: list[StagedOutput]) -> None:
     """One stderr line naming the files written (standard output needs no mention)."""
-    written = [output.path for output in staged if output is not None and not output.is_stdout]
+    written = [output.path for output in staged if not output.is_stdout]
     if written:
         stderr.print(f"wrote {', '.join(written)}", soft_wrap=True, markup=False, highlight=False)
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import io
-import math
 import subprocess
 from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -25,6 +24,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+from vgem.eval.lines import is_number
 
 if TYPE_CHECKING:
     from vgem.outputs import OwnedFolder
@@ -156,9 +157,7 @@ def write_pictures(
 
 def _number(value: Any) -> float:
     """A line's number as a float (0 when it is not one: a damaged line draws nothing)."""
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return 0.0
-    return float(value) if math.isfinite(value) else 0.0
+    return float(value) if is_number(value) else 0.0
 
 
 def grab_frame(video: Path, time: float, width: int = THUMBNAIL_WIDTH) -> np.ndarray | None:
